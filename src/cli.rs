@@ -1,0 +1,111 @@
+//! The command line: `run`, `check`, `version`.
+
+use std::path::PathBuf;
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run the service.
+    Run {
+        /// Config file.
+        config: PathBuf,
+        /// Test hook: emit this many `test` events at start.
+        emit_test_events: u64,
+    },
+    /// Validate the config and print a summary.
+    Check {
+        /// Config file.
+        config: PathBuf,
+    },
+    /// Print the version.
+    Version,
+    /// Print usage.
+    Help,
+}
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage: heldar-edge <command> [options]
+
+commands:
+  run   [-c FILE]    run the service (default config /etc/heldar/config.toml)
+  check [-c FILE]    validate the config, print a summary; exit 0 when valid
+  version            print the version
+
+options:
+  -c, --config FILE          config file
+      --emit-test-events N   (run, for tests) emit N `test` events through the outbox at start
+
+environment:
+  HELDAR_LOG   log filter, e.g. `debug` or `heldar_edge=debug,info` (default info)
+";
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut args = args.iter();
+    let command = match args.next().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
+        Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
+        Some(command @ ("run" | "check")) => command,
+        Some(other) => return Err(format!("unknown command {other:?}")),
+    };
+    let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
+    let mut emit_test_events = 0;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-c" | "--config" => {
+                config = args.next().ok_or("-c needs a file")?.into();
+            }
+            "--emit-test-events" if command == "run" => {
+                let n = args.next().ok_or("--emit-test-events needs a count")?;
+                emit_test_events = n.parse().map_err(|_| format!("--emit-test-events: {n:?} is not a count"))?;
+            }
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unknown option {other:?} for {command}")),
+        }
+    }
+    Ok(match command {
+        "run" => Command::Run { config, emit_test_events },
+        _ => Command::Check { config },
+    })
+}
+
+fn expect_end(mut args: std::slice::Iter<'_, String>, command: Command) -> Result<Command, String> {
+    match args.next() {
+        Some(extra) => Err(format!("unexpected argument {extra:?}")),
+        None => Ok(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_commands_and_options() {
+        assert_eq!(
+            parse(&args(&["run", "-c", "x.toml"])),
+            Ok(Command::Run { config: "x.toml".into(), emit_test_events: 0 })
+        );
+        assert_eq!(parse(&args(&["check"])), Ok(Command::Check { config: crate::config::DEFAULT_CONFIG_PATH.into() }));
+        assert_eq!(
+            parse(&args(&["run", "--emit-test-events", "5"])),
+            Ok(Command::Run { config: crate::config::DEFAULT_CONFIG_PATH.into(), emit_test_events: 5 })
+        );
+        assert_eq!(parse(&args(&["version"])), Ok(Command::Version));
+        assert_eq!(parse(&args(&[])), Ok(Command::Help));
+    }
+
+    #[test]
+    fn rejects_unknown_words() {
+        assert!(parse(&args(&["fly"])).is_err());
+        assert!(parse(&args(&["run", "--bogus"])).is_err());
+        assert!(parse(&args(&["run", "-c"])).is_err());
+        assert!(parse(&args(&["check", "--emit-test-events", "1"])).is_err());
+        assert!(parse(&args(&["version", "extra"])).is_err());
+    }
+}

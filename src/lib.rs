@@ -1,0 +1,14 @@
+//! heldar-edge: an NVR kernel for ARM edge boards. It records cameras,
+//! samples frames for perception workers, turns their detections into zone
+//! events and publishes them over MQTT through a durable outbox.
+
+pub mod capacity;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod mqtt;
+pub mod outbox;
+pub mod service;
+pub mod stats;
+pub mod store;
+pub mod wallclock;

@@ -1,0 +1,93 @@
+//! The `heldar-edge` command.
+
+use heldar_edge::cli::{self, Command};
+use heldar_edge::config::{self, LoadedConfig};
+use heldar_edge::{logging, service};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("heldar-edge: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("heldar-edge {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match config::load(&config) {
+            Ok(loaded) => {
+                println!("{}", summary(&loaded));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, emit_test_events } => {
+            logging::init();
+            let loaded = match config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        tracing::error!("{line}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(service::run(loaded, service::RunOptions { emit_test_events })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "heldar-edge failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn summary(loaded: &LoadedConfig) -> String {
+    let c = &loaded.config;
+    let mut lines = vec![
+        format!("{}: valid", loaded.path.display()),
+        format!("  node      {} (board {}: {})", loaded.node_id, c.node.board, loaded.board.description),
+        format!("  broker    {} as {}, topics under {}/", c.mqtt.url, loaded.client_id(), loaded.topic_root()),
+        format!("  data      {}", loaded.data_dir.display()),
+        format!("  footage   {}", loaded.recordings_dir.display()),
+        format!("  cameras   {} of at most {}", c.cameras.len(), loaded.board.limits.max_cameras),
+    ];
+    for camera in &c.cameras {
+        let kind = camera.source.split(':').next().unwrap_or("?");
+        lines.push(format!(
+            "    {:<16} {kind}, record {:?}, {} s segments, {} zones, sample {} fps",
+            camera.id,
+            camera.record,
+            camera.segment_s,
+            camera.zones.len(),
+            camera.sample_fps
+        ));
+    }
+    lines.push(format!(
+        "  backup    {} destinations, {} policies",
+        c.backup.destinations.len(),
+        c.backup.policies.len()
+    ));
+    lines.push(format!("  commands  auth {:?}, {} keys", c.commands.auth, c.commands.keys.len()));
+    lines.join("\n")
+}

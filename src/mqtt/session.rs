@@ -1,0 +1,463 @@
+//! The MQTT session: one broker connection for the whole node. It announces
+//! the node (`P/status` birth and last will), reconnects forever with capped
+//! backoff, restores subscriptions and retained state after each reconnect,
+//! and drains the durable outbox in `seq` order, marking events sent on PUBACK.
+//! Everything else talks to it through a bounded channel and never waits on
+//! the network.
+
+use super::BrokerUrl;
+use super::backoff::Backoff;
+use super::driver::{self, Driver, DriverEvent, SharedLink, Tag};
+use super::topics::{Topics, topic_matches};
+use crate::outbox::{self, OutboxRow};
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use anyhow::{Context, Result};
+use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Requests other tasks may queue for the session before it drops them.
+pub const SESSION_QUEUE: usize = 256;
+/// Reports the driver may queue for the session.
+const DRIVER_QUEUE: usize = 256;
+/// Outbox events published and not yet acknowledged at once.
+const OUTBOX_WINDOW: usize = 32;
+/// Publishes rumqttc may hold in flight (outbox window plus state and stats).
+const MQTT_INFLIGHT: u16 = 64;
+/// Retained topics the session restores after a reconnect.
+const RETAINED_MAX: usize = 1024;
+/// How long shutdown waits for the broker to take `offline`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How to reach the broker and who the node is on it.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// Broker address.
+    pub url: BrokerUrl,
+    /// MQTT client id.
+    pub client_id: String,
+    /// User name and password, when the broker wants them.
+    pub credentials: Option<(String, String)>,
+    /// PEM CA bundle for TLS; system roots when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Keep-alive interval.
+    pub keepalive: Duration,
+    /// Largest packet sent or received.
+    pub max_packet_bytes: usize,
+    /// Reconnect backoff floor and cap.
+    pub backoff: (Duration, Duration),
+}
+
+/// A message received on a subscription.
+#[derive(Clone, Debug)]
+pub struct IncomingMessage {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: bytes::Bytes,
+}
+
+/// A subscription registered before the session starts; re-made after every reconnect.
+pub struct Subscription {
+    /// Topic filter.
+    pub filter: String,
+    /// Where matching messages go (full: dropped and counted).
+    pub sink: mpsc::Sender<IncomingMessage>,
+}
+
+/// Counters of the session, read by `P/stats`.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Connected to the broker now.
+    pub connected: AtomicBool,
+    /// Successful connections since start.
+    pub connects: AtomicU64,
+    /// Outbox events published (including republishes).
+    pub events_published: AtomicU64,
+    /// Outbox events acknowledged by the broker.
+    pub events_acked: AtomicU64,
+    /// Publishes dropped: queue full, or not retained while offline.
+    pub publishes_dropped: AtomicU64,
+    /// Incoming messages dropped because their consumer was full.
+    pub incoming_dropped: AtomicU64,
+}
+
+enum Request {
+    Publish { topic: String, payload: Vec<u8>, qos: QoS, retain: bool },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The rest of the service's way to the broker; cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct MqttHandle {
+    tx: mpsc::Sender<Request>,
+    stats: Arc<SessionStats>,
+    topics: Topics,
+}
+
+impl MqttHandle {
+    /// Queues a publish; `false` (and counted) when the session's queue is full.
+    pub fn publish(&self, topic: String, payload: impl Into<Vec<u8>>, qos: QoS, retain: bool) -> bool {
+        let ok = self.tx.try_send(Request::Publish { topic, payload: payload.into(), qos, retain }).is_ok();
+        if !ok {
+            self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.stats
+    }
+
+    /// The node's topics.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Publishes `offline`, flushes acknowledgements and disconnects; returns when done.
+    pub async fn shutdown(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
+/// The session task's state.
+pub struct Session {
+    client: AsyncClient,
+    driver: Option<Driver>,
+    link: SharedLink,
+    driver_events: mpsc::Receiver<DriverEvent>,
+    requests: mpsc::Receiver<Request>,
+    topics: Topics,
+    store: Store,
+    outbox_wake: Arc<Notify>,
+    subscriptions: Vec<Subscription>,
+    stats: Arc<SessionStats>,
+    retained: BTreeMap<String, Vec<u8>>,
+    connected: bool,
+    cursor: i64,
+    outbox_in_flight: usize,
+    outbox_more: bool,
+    fetch: Option<oneshot::Receiver<Result<Vec<OutboxRow>>>>,
+    fetch_limit: usize,
+    acked: Vec<i64>,
+}
+
+/// Builds the session and its handle; run the session with `Session::run`.
+pub fn session(
+    settings: &SessionSettings,
+    topics: Topics,
+    store: Store,
+    outbox_wake: Arc<Notify>,
+    subscriptions: Vec<Subscription>,
+) -> Result<(Session, MqttHandle)> {
+    let mut options = MqttOptions::new(&settings.client_id, &settings.url.host, settings.url.port);
+    options
+        .set_keep_alive(settings.keepalive)
+        .set_clean_session(true)
+        .set_inflight(MQTT_INFLIGHT)
+        .set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes)
+        .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
+    if let Some((user, password)) = &settings.credentials {
+        options.set_credentials(user, password);
+    }
+    if settings.url.tls {
+        let transport = match &settings.ca_pem {
+            Some(ca) => Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }),
+            None => Transport::tls_with_default_config(),
+        };
+        options.set_transport(transport);
+    }
+    let (client, eventloop) = AsyncClient::new(options, MQTT_INFLIGHT as usize);
+    let link = SharedLink::default();
+    let (driver_tx, driver_events) = mpsc::channel(DRIVER_QUEUE);
+    let backoff = Backoff::new(settings.backoff.0, settings.backoff.1);
+    let driver = Driver::new(eventloop, MQTT_INFLIGHT, link.clone(), driver_tx, backoff);
+    let (tx, requests) = mpsc::channel(SESSION_QUEUE);
+    let stats = Arc::new(SessionStats::default());
+    let handle = MqttHandle { tx, stats: stats.clone(), topics: topics.clone() };
+    let session = Session {
+        client,
+        driver: Some(driver),
+        link,
+        driver_events,
+        requests,
+        topics,
+        store,
+        outbox_wake,
+        subscriptions,
+        stats,
+        retained: BTreeMap::new(),
+        connected: false,
+        cursor: 0,
+        outbox_in_flight: 0,
+        outbox_more: true,
+        fetch: None,
+        fetch_limit: 0,
+        acked: Vec::with_capacity(OUTBOX_WINDOW),
+    };
+    Ok((session, handle))
+}
+
+impl Session {
+    /// Runs until `MqttHandle::shutdown`.
+    pub async fn run(mut self) {
+        let Some(driver) = self.driver.take() else { return };
+        let mut driver_task = tokio::spawn(driver.run());
+        let mut flush = tokio::time::interval(Duration::from_millis(100));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A slow look at the outbox also catches a failed read and rows written by another process.
+        let mut recheck = tokio::time::interval(Duration::from_secs(1));
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.maybe_fetch();
+            let fetching = self.fetch.is_some();
+            tokio::select! {
+                request = self.requests.recv() => match request {
+                    Some(Request::Publish { topic, payload, qos, retain }) => self.publish(topic, payload, qos, retain),
+                    Some(Request::Shutdown(done)) => {
+                        self.shutdown(&mut driver_task).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => break,
+                },
+                event = self.driver_events.recv() => match event {
+                    Some(event) => self.on_driver_event(event),
+                    None => break,
+                },
+                rows = async { self.fetch.as_mut().expect("guarded").await }, if fetching => {
+                    self.fetch = None;
+                    self.on_rows(rows);
+                }
+                () = self.outbox_wake.notified() => self.outbox_more = true,
+                _ = flush.tick() => self.flush_acks(),
+                _ = recheck.tick() => self.outbox_more = true,
+            }
+        }
+        driver_task.abort();
+    }
+
+    fn on_driver_event(&mut self, event: DriverEvent) {
+        match event {
+            DriverEvent::Connected => self.on_connected(),
+            DriverEvent::Acked(tag) => self.on_acked(tag),
+            DriverEvent::Incoming(message) => self.route(message),
+            DriverEvent::Disconnected { error, was_connected, failures, retry_in } => {
+                self.connected = false;
+                self.stats.connected.store(false, Ordering::Relaxed);
+                self.fetch = None;
+                self.outbox_in_flight = 0;
+                let retry_in_ms = retry_in.as_millis() as u64;
+                if was_connected {
+                    tracing::warn!(error = %error, retry_in_ms, "mqtt connection lost");
+                } else if failures.is_power_of_two() {
+                    tracing::warn!(error = %error, attempts = failures, retry_in_ms, "mqtt broker unreachable");
+                }
+            }
+            DriverEvent::Closed => {}
+        }
+    }
+
+    fn publish(&mut self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool) {
+        if retain {
+            if self.retained.len() < RETAINED_MAX || self.retained.contains_key(&topic) {
+                self.retained.insert(topic.clone(), payload.clone());
+            } else {
+                tracing::warn!(topic = %topic, "too many retained topics: not restored after reconnects");
+            }
+        }
+        if !self.send(topic, payload, qos, retain, None) && !retain {
+            self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hands a publish to rumqttc if connected; `false` when it was not taken.
+    fn send(&mut self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool, tag: Option<Tag>) -> bool {
+        let mut link = driver::lock(&self.link);
+        if !link.connected {
+            return false;
+        }
+        match self.client.try_publish(topic, qos, retain, payload) {
+            Ok(()) => {
+                link.tracker.queued(tag);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "mqtt request queue full");
+                false
+            }
+        }
+    }
+
+    fn on_connected(&mut self) {
+        self.connected = true;
+        self.stats.connected.store(true, Ordering::Relaxed);
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("mqtt connected");
+        self.send(self.topics.status(), b"online".to_vec(), QoS::AtLeastOnce, true, None);
+        for subscription in &self.subscriptions {
+            if let Err(e) = self.client.try_subscribe(&subscription.filter, QoS::AtLeastOnce) {
+                tracing::warn!(filter = %subscription.filter, error = %e, "mqtt subscribe not queued");
+            }
+        }
+        let retained: Vec<(String, Vec<u8>)> = self.retained.iter().map(|(t, p)| (t.clone(), p.clone())).collect();
+        for (topic, payload) in retained {
+            self.send(topic, payload, QoS::AtLeastOnce, true, None);
+        }
+        // Everything unacknowledged goes out again, in seq order.
+        self.cursor = 0;
+        self.outbox_in_flight = 0;
+        self.outbox_more = true;
+    }
+
+    fn on_acked(&mut self, tag: Tag) {
+        if let Tag::Event(seq) = tag {
+            self.acked.push(seq);
+            self.outbox_in_flight = self.outbox_in_flight.saturating_sub(1);
+            self.stats.events_acked.fetch_add(1, Ordering::Relaxed);
+            if self.acked.len() >= OUTBOX_WINDOW {
+                self.flush_acks();
+            }
+        }
+    }
+
+    fn route(&mut self, message: IncomingMessage) {
+        let Some(subscription) = self.subscriptions.iter().find(|s| topic_matches(&s.filter, &message.topic)) else {
+            return;
+        };
+        if subscription.sink.try_send(message).is_err() {
+            self.stats.incoming_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn maybe_fetch(&mut self) {
+        if !self.connected || self.fetch.is_some() || !self.outbox_more || self.outbox_in_flight >= OUTBOX_WINDOW {
+            return;
+        }
+        // Acknowledgements go first so the fetch, queued behind them, does not see those rows again.
+        self.flush_acks();
+        let (after, limit) = (self.cursor, OUTBOX_WINDOW - self.outbox_in_flight);
+        self.fetch_limit = limit;
+        self.fetch = self.store.try_call(move |conn| outbox::fetch_unsent(conn, after, limit));
+        // When the store queue is full, `outbox_more` stays set and the next turn tries again.
+        self.outbox_more = self.fetch.is_none();
+    }
+
+    fn on_rows(&mut self, rows: Result<Result<Vec<OutboxRow>>, oneshot::error::RecvError>) {
+        let rows = match rows {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the outbox failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        if !self.connected {
+            return;
+        }
+        self.outbox_more = rows.len() >= self.fetch_limit;
+        for row in rows {
+            let topic = self.topics.event(&row.camera, &row.kind);
+            if !self.send(topic, row.payload.into_bytes(), QoS::AtLeastOnce, false, Some(Tag::Event(row.seq))) {
+                self.outbox_more = true;
+                break;
+            }
+            self.cursor = row.seq;
+            self.outbox_in_flight += 1;
+            self.stats.events_published.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush_acks(&mut self) {
+        if self.acked.is_empty() {
+            return;
+        }
+        let seqs = std::mem::take(&mut self.acked);
+        let retry = seqs.clone();
+        if self.store.try_call(move |conn| outbox::mark_sent(conn, &seqs, UnixMs::now())).is_none() {
+            self.acked = retry;
+        }
+    }
+
+    async fn shutdown(&mut self, driver_task: &mut tokio::task::JoinHandle<()>) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        if self.send(self.topics.status(), b"offline".to_vec(), QoS::AtLeastOnce, true, Some(Tag::Offline)) {
+            // Wait for the broker to take `offline`, keeping acknowledgements of events that arrive meanwhile.
+            while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.driver_events.recv()).await {
+                match event {
+                    DriverEvent::Acked(Tag::Offline) => break,
+                    DriverEvent::Acked(tag) => self.on_acked(tag),
+                    DriverEvent::Disconnected { .. } | DriverEvent::Closed => break,
+                    DriverEvent::Connected | DriverEvent::Incoming(_) => {}
+                }
+            }
+            let _ = self.client.try_disconnect();
+        }
+        let seqs = std::mem::take(&mut self.acked);
+        if !seqs.is_empty() {
+            let marked = self.store.call(move |conn| outbox::mark_sent(conn, &seqs, UnixMs::now())).await;
+            if let Err(e) = marked {
+                tracing::warn!(error = %e, "could not mark the last acknowledged events sent");
+            }
+        }
+        if self.connected {
+            let closing =
+                tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_millis(200)), &mut *driver_task);
+            if closing.await.is_err() {
+                tracing::warn!("mqtt disconnect did not complete in time");
+            }
+        }
+        driver_task.abort();
+        self.stats.connected.store(false, Ordering::Relaxed);
+        tracing::info!("mqtt session closed");
+    }
+}
+
+/// Reads the broker password and CA file named by the config.
+pub fn settings_from_config(config: &crate::config::LoadedConfig) -> Result<SessionSettings> {
+    let mqtt = &config.config.mqtt;
+    let url = BrokerUrl::parse(&mqtt.url).map_err(anyhow::Error::msg)?;
+    let base = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let credentials = match &mqtt.username {
+        Some(user) => {
+            let password = match &mqtt.password_file {
+                Some(file) => read_secret(&base.join(file)).context("mqtt.password_file")?,
+                None => String::new(),
+            };
+            Some((user.clone(), password))
+        }
+        None => None,
+    };
+    let ca_pem = match &mqtt.ca_file {
+        Some(file) => {
+            let path = base.join(file);
+            Some(std::fs::read(&path).with_context(|| format!("mqtt.ca_file: reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let frame_room = config.board.limits.max_frame_bytes.0 as usize + 4096;
+    Ok(SessionSettings {
+        url,
+        client_id: config.client_id(),
+        credentials,
+        ca_pem,
+        keepalive: Duration::from_secs(mqtt.keepalive_s),
+        max_packet_bytes: frame_room.max(256 * 1024),
+        backoff: (Duration::from_millis(500), Duration::from_secs(10)),
+    })
+}
+
+/// The content of a secret file with surrounding whitespace trimmed.
+pub fn read_secret(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim().to_string())
+}

@@ -1,0 +1,352 @@
+//! Test harness: a real mosquitto on a free loopback port, the real
+//! `heldar-edge` binary, and an MQTT client to watch them.
+
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named after `name`.
+    pub fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "heldar-test-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("HELDAR_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Finds a system binary on PATH or in the sbin directories, or fails with how to install it.
+pub fn system_binary(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("{name} is not installed: run scripts/setup, or `sudo apt-get install -y {package}`");
+}
+
+/// A mosquitto broker on loopback; persistence keeps sessions across restarts.
+pub struct Broker {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker on a free port, state kept in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts a broker on `port`, state kept in `dir`.
+    pub fn start_on(dir: &Path, port: u16) -> Self {
+        let mut broker = Self { port, dir: dir.to_path_buf(), child: None };
+        broker.restart();
+        broker
+    }
+
+    /// Starts it again after `stop`, on the same port with the same saved sessions.
+    pub fn restart(&mut self) {
+        std::fs::create_dir_all(&self.dir).expect("broker dir");
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+                 max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
+                user = current_user(),
+                port = self.port,
+                dir = self.dir.display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new(system_binary("mosquitto", "mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(10), "mosquitto to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// Stops it the way systemd does (SIGTERM), so it saves its sessions.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    /// The broker URL for a config.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The user running the tests: mosquitto started as root would otherwise switch to
+/// user `mosquitto`, which cannot write its state into our temp directory.
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Sends a signal by name (`TERM`, `KILL`, `HUP`) through kill(1).
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Polls `condition` until true, or panics naming `what`.
+pub fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `heldar-edge run` process with its own config and data directory.
+pub struct Node {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Writes a config for node `id` talking to `broker_url` (plus `extra` TOML) into `dir`.
+    pub fn configure(dir: &Path, id: &str, broker_url: &str, extra: &str) -> Self {
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nid = \"{id}\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"{broker_url}\"\nstats_interval_s = 1\n{extra}"
+            ),
+        )
+        .expect("write config");
+        Self { dir: dir.to_path_buf(), config, child: None }
+    }
+
+    /// Starts `heldar-edge run` with `args`; logs go to `node.log` in its directory.
+    pub fn start(&mut self, args: &[&str]) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).expect("node.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+            .arg("run")
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env("HELDAR_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn heldar-edge");
+        self.child = Some(child);
+    }
+
+    /// The index database.
+    pub fn index(&self) -> PathBuf {
+        self.dir.join("data/index.db")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node running");
+        signal(&child, "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("heldar-edge did not stop within {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Counts rows of `sql` (a `SELECT count(*)`) in its index, read-only.
+    pub fn count(&self, sql: &str) -> i64 {
+        let Ok(conn) = rusqlite::Connection::open_with_flags(self.index(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return -1;
+        };
+        conn.busy_timeout(Duration::from_secs(2)).expect("busy timeout");
+        conn.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- heldar-edge log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A received message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    /// The payload as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+
+    /// The payload as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.topic, self.text()))
+    }
+}
+
+/// An MQTT client that records what arrives on its subscriptions.
+pub struct Watcher {
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Message>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Connects as `client_id` (`clean` session or persistent) and subscribes to `filters` with QoS 1.
+    pub async fn connect(port: u16, client_id: &str, clean: bool, filters: &[&str]) -> Self {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_clean_session(clean).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 22, 1 << 22);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let subscriptions = filters.len();
+        let task = tokio::spawn(async move {
+            let mut acked = 0;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ =
+                            tx.send(Message { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        acked += 1;
+                        if acked == subscriptions {
+                            let _ = ready_tx.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        for filter in filters {
+            client.subscribe(*filter, QoS::AtLeastOnce).await.expect("subscribe");
+        }
+        tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await.expect("SUBACK in time");
+        Self { client, rx, task }
+    }
+
+    /// The next message on `topic` within `timeout`, skipping others.
+    pub async fn next_on(&mut self, topic: &str, timeout: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) if m.topic == topic => return Some(m),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Messages until `done` says stop or `timeout` passes.
+    pub async fn collect(&mut self, timeout: Duration, mut done: impl FnMut(&[Message]) -> bool) -> Vec<Message> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut messages = Vec::new();
+        while !done(&messages) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        messages
+    }
+
+    /// Disconnects cleanly (a persistent session stays on the broker).
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
