@@ -64,6 +64,7 @@ pub fn system_binary(name: &str, package: &str) -> PathBuf {
 pub struct Broker {
     pub port: u16,
     dir: PathBuf,
+    extra_conf: String,
     child: Option<Child>,
 }
 
@@ -75,7 +76,12 @@ impl Broker {
 
     /// Starts a broker on `port`, state kept in `dir`.
     pub fn start_on(dir: &Path, port: u16) -> Self {
-        let mut broker = Self { port, dir: dir.to_path_buf(), child: None };
+        Self::start_with(dir, port, "")
+    }
+
+    /// Starts a broker on `port` with more mosquitto.conf lines (further listeners, say).
+    pub fn start_with(dir: &Path, port: u16, extra_conf: &str) -> Self {
+        let mut broker = Self { port, dir: dir.to_path_buf(), extra_conf: extra_conf.to_string(), child: None };
         broker.restart();
         broker
     }
@@ -87,11 +93,12 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-                 max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n",
+                "per_listener_settings true\nuser {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+                 max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n{extra}",
                 user = current_user(),
                 port = self.port,
-                dir = self.dir.display()
+                dir = self.dir.display(),
+                extra = self.extra_conf,
             ),
         )
         .expect("write mosquitto.conf");
