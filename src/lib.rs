@@ -3,11 +3,13 @@
 //! events and publishes them over MQTT through a durable outbox.
 
 pub mod capacity;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod mqtt;
 pub mod outbox;
+pub mod recording;
 pub mod service;
 pub mod stats;
 pub mod store;

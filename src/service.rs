@@ -1,6 +1,7 @@
 //! `heldar-edge run`: wires the store, the MQTT session, the outbox and the
 //! stats reporter together and stops them in order on SIGINT/SIGTERM.
 
+use crate::capture::{self, CameraSupervisor, source::Source};
 use crate::config::LoadedConfig;
 use crate::mqtt::{self, Topics};
 use crate::outbox::{EventSink, EventType, NewEvent};
@@ -10,7 +11,7 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Options of `run` beyond the config.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +43,8 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     ));
     let emit_task = (options.emit_test_events > 0)
         .then(|| tokio::spawn(emit_test_events(events.clone(), options.emit_test_events)));
+    let (stop_cameras, cameras_stopped) = watch::channel(false);
+    let camera_tasks = start_cameras(&config, &store, &events, &mqtt, cameras_stopped).await?;
     tracing::info!(
         node = %config.node_id,
         board = %config.config.node.board,
@@ -53,6 +56,13 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
 
     signals.wait_for_stop().await;
     tracing::info!("stopping");
+    let _ = stop_cameras.send(true);
+    for task in camera_tasks {
+        // Recorders close and index their last segment; a stuck one is cut off.
+        if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+            tracing::warn!("a camera did not stop in time");
+        }
+    }
     stats_task.abort();
     let _ = stats_task.await;
     if let Some(task) = emit_task {
@@ -65,6 +75,65 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reconciles the index with the disk, then starts one supervisor per camera.
+async fn start_cameras(
+    config: &LoadedConfig,
+    store: &Store,
+    events: &EventSink,
+    mqtt: &mqtt::MqttHandle,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let base = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let mut supervisors = Vec::new();
+    for (i, camera) in config.config.cameras.iter().enumerate() {
+        let password = match &camera.password_file {
+            Some(file) => Some(
+                mqtt::session::read_secret(&base.join(file))
+                    .with_context(|| format!("{}: camera[{i}].password_file", config.path.display()))?,
+            ),
+            None => None,
+        };
+        let source = Source::of_camera(camera, password.as_deref())
+            .with_context(|| format!("{}: camera[{i}].source", config.path.display()))?;
+        supervisors.push((camera.clone(), source, password.into_iter().collect::<Vec<_>>()));
+    }
+    if supervisors.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(&config.recordings_dir)
+        .with_context(|| format!("creating the recordings directory {}", config.recordings_dir.display()))?;
+    let ffmpeg = capture::find_program("ffmpeg");
+    match capture::find_program("ffprobe") {
+        Some(ffprobe) => {
+            if let Err(e) = crate::recording::reconcile::reconcile(store, &config.recordings_dir, &ffprobe).await {
+                tracing::error!(error = format!("{e:#}"), "reconciling index and disk failed");
+            }
+        }
+        None => tracing::error!("ffprobe not found (apt-get install ffmpeg): unindexed segments are not reconciled"),
+    }
+    if ffmpeg.is_none() {
+        tracing::error!("ffmpeg not found: cameras cannot record until it is installed (apt-get install ffmpeg)");
+    }
+    let ffmpeg = ffmpeg.unwrap_or_else(|| "ffmpeg".into());
+    Ok(supervisors
+        .into_iter()
+        .map(|(camera, source, secrets)| {
+            let supervisor = CameraSupervisor {
+                camera,
+                source,
+                secrets,
+                recordings_dir: config.recordings_dir.clone(),
+                encoder: config.board.ffmpeg.h264_encoder.clone(),
+                ffmpeg: ffmpeg.clone(),
+                store: store.clone(),
+                events: events.clone(),
+                mqtt: mqtt.clone(),
+            };
+            tokio::spawn(supervisor.run(stop.clone()))
+        })
+        .collect())
 }
 
 async fn emit_test_events(events: EventSink, count: u64) {

@@ -5,7 +5,10 @@ use anyhow::{Context, Result, bail};
 use rusqlite::Connection;
 
 /// Every migration, in order; `user_version` is the count applied.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_outbox", include_str!("../../migrations/0001_outbox.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_outbox", include_str!("../../migrations/0001_outbox.sql")),
+    ("0002_segments", include_str!("../../migrations/0002_segments.sql")),
+];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.
 pub fn migrate(conn: &mut Connection) -> Result<()> {

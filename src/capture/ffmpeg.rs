@@ -1,0 +1,287 @@
+//! The recording ffmpeg: its command line, and what its output means.
+//!
+//! ffmpeg writes the segment list (`file,start,end`, one CSV line the moment
+//! a segment closes) on stdout, and its log plus `-progress` blocks on
+//! stderr. Both are parsed here as plain text.
+
+use super::source::Source;
+use crate::config::schema::{PixelFormat, V4l2Config};
+use crate::recording::layout;
+use std::path::Path;
+
+/// Everything the recorder command line depends on.
+#[derive(Clone, Debug)]
+pub struct RecorderPlan<'a> {
+    /// Camera id.
+    pub camera: &'a str,
+    /// Where frames come from (URL with credentials spliced in).
+    pub source: &'a Source,
+    /// V4L2 format, for `v4l2://` sources (frames arrive on stdin).
+    pub v4l2: Option<&'a V4l2Config>,
+    /// Segment length in seconds.
+    pub segment_s: u64,
+    /// Root of all segments.
+    pub recordings_dir: &'a Path,
+    /// H.264 encoder of the board, for sources that are not H.264 already.
+    pub encoder: &'a str,
+}
+
+/// The ffmpeg arguments (without the program name) that record `plan` into segments.
+pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-hide_banner", "-loglevel", "level+info", "-nostats", "-stats_period", "1", "-progress", "pipe:2"]
+            .map(String::from)
+            .to_vec();
+    let copy = match plan.source {
+        Source::Rtsp(url) => {
+            args.extend(["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from));
+            true
+        }
+        Source::Http(url) => {
+            args.extend(["-rw_timeout", "10000000", "-i", url].map(String::from));
+            false
+        }
+        Source::Lavfi(graph) => {
+            args.extend(["-re", "-f", "lavfi", "-i", graph].map(String::from));
+            false
+        }
+        Source::V4l2(_) => {
+            let format = plan.v4l2.map(|v| v.format).unwrap_or_default();
+            args.extend(["-use_wallclock_as_timestamps", "1"].map(String::from));
+            match format {
+                PixelFormat::Mjpg => args.extend(["-f", "mjpeg"].map(String::from)),
+                PixelFormat::H264 => args.extend(["-f", "h264"].map(String::from)),
+                PixelFormat::Yuyv => {
+                    let (w, h) = plan.v4l2.map_or((640, 480), |v| (v.width, v.height));
+                    args.extend(["-f", "rawvideo", "-pix_fmt", "yuyv422", "-video_size"].map(String::from));
+                    args.push(format!("{w}x{h}"));
+                }
+            }
+            args.extend(["-i", "pipe:0"].map(String::from));
+            format == PixelFormat::H264
+        }
+    };
+    args.extend(["-map", "0:v:0"].map(String::from));
+    if copy {
+        args.extend(["-c:v", "copy"].map(String::from));
+    } else {
+        args.extend(encoder_args(plan.encoder, plan.segment_s));
+    }
+    args.extend(
+        [
+            "-f",
+            "segment",
+            "-segment_time",
+            &plan.segment_s.to_string(),
+            "-segment_format",
+            "mp4",
+            // Fragmented MP4 in 1 s fragments, each written out at once: a segment cut by
+            // kill -9 or a power loss still plays up to its last second.
+            "-segment_format_options",
+            "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000:flush_packets=1",
+            "-reset_timestamps",
+            "1",
+            "-strftime",
+            "1",
+            "-segment_list",
+            "pipe:1",
+            "-segment_list_type",
+            "csv",
+        ]
+        .map(String::from),
+    );
+    args.push(plan.recordings_dir.join(layout::segment_pattern(plan.camera)).to_string_lossy().into_owned());
+    args
+}
+
+/// Encoder options: a keyframe every 2 s (1 s for odd segment lengths), so every
+/// segment boundary falls on a keyframe and segments last `segment_s`.
+pub fn encoder_args(encoder: &str, segment_s: u64) -> Vec<String> {
+    let every = if segment_s % 2 == 0 { 2 } else { 1 };
+    let mut args = vec!["-c:v".to_string(), encoder.to_string()];
+    if encoder == "libx264" {
+        args.extend(["-preset", "veryfast", "-tune", "zerolatency"].map(String::from));
+    }
+    args.extend(["-pix_fmt", "yuv420p", "-force_key_frames"].map(String::from));
+    args.push(format!("expr:gte(t,n_forced*{every})"));
+    args
+}
+
+/// One line of ffmpeg's segment list: a segment just closed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedSegment {
+    /// File name (without directory).
+    pub file: String,
+    /// Start in the output timeline, seconds.
+    pub start_s: f64,
+    /// End in the output timeline, seconds.
+    pub end_s: f64,
+}
+
+/// Parses `file,start,end`.
+pub fn parse_segment_list_line(line: &str) -> Option<ListedSegment> {
+    let mut fields = line.trim().rsplitn(3, ',');
+    let end_s: f64 = fields.next()?.parse().ok()?;
+    let start_s: f64 = fields.next()?.parse().ok()?;
+    let file = fields.next()?.trim_matches('"').to_string();
+    (!file.is_empty() && start_s.is_finite() && end_s >= start_s).then_some(ListedSegment { file, start_s, end_s })
+}
+
+/// What one stderr line of the recorder says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StderrLine {
+    /// `key=value` of a `-progress` block.
+    Progress(String, String),
+    /// The segment muxer opened this file.
+    Opening(String),
+    /// A video stream description: codec, width, height.
+    Video(String, u32, u32),
+    /// An error or fatal message (level tags removed).
+    Error(String),
+    /// A warning (level tags removed).
+    Warning(String),
+    /// Anything else.
+    Other,
+}
+
+/// Classifies one stderr line of an ffmpeg run with `-loglevel level+info -progress pipe:2`.
+pub fn parse_stderr_line(line: &str) -> StderrLine {
+    let line = line.trim_end();
+    if !line.starts_with('[') {
+        if let Some((key, value)) = line.split_once('=') {
+            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return StderrLine::Progress(key.to_string(), value.trim().to_string());
+            }
+        }
+        return StderrLine::Other;
+    }
+    let (level, message) = split_level(line);
+    match level {
+        "error" | "fatal" | "panic" => return StderrLine::Error(message.to_string()),
+        "warning" => return StderrLine::Warning(message.to_string()),
+        _ => {}
+    }
+    if let Some(rest) = message.strip_prefix("Opening '") {
+        if let Some(path) = rest.strip_suffix("' for writing") {
+            if path.ends_with(".mp4") {
+                return StderrLine::Opening(path.to_string());
+            }
+        }
+    }
+    if message.trim_start().starts_with("Stream #") {
+        if let Some(video) = message.split_once("Video: ").map(|(_, v)| v) {
+            let codec: String = video.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let size = video
+                .split([',', ' '])
+                .find_map(|token| {
+                    let (w, h) = token.split_once('x')?;
+                    Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
+                })
+                .filter(|(w, h)| *w > 0 && *h > 0);
+            if let (false, Some((w, h))) = (codec.is_empty(), size) {
+                return StderrLine::Video(codec, w, h);
+            }
+        }
+    }
+    StderrLine::Other
+}
+
+/// Splits `[ctx @ 0x…] [level] message` or `[level] message` into level and message.
+fn split_level(line: &str) -> (&str, &str) {
+    let mut rest = line;
+    let mut level = "";
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some((tag, after)) = inner.split_once(']') else { break };
+        if !tag.contains(" @ ") {
+            level = tag;
+        }
+        rest = after.trim_start();
+    }
+    (level, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn plan_args(source: Source, v4l2: Option<V4l2Config>) -> Vec<String> {
+        let dir = PathBuf::from("/rec");
+        recorder_args(&RecorderPlan {
+            camera: "cam",
+            source: &source,
+            v4l2: v4l2.as_ref(),
+            segment_s: 60,
+            recordings_dir: &dir,
+            encoder: "libx264",
+        })
+    }
+
+    fn has(args: &[String], pair: &[&str]) -> bool {
+        args.windows(pair.len()).any(|w| w.iter().zip(pair).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn rtsp_is_copied_over_tcp_into_fragmented_segments() {
+        let args = plan_args(Source::Rtsp("rtsp://h/s".into()), None);
+        assert!(has(&args, &["-rtsp_transport", "tcp"]));
+        assert!(has(&args, &["-c:v", "copy"]));
+        assert!(has(&args, &["-segment_time", "60"]));
+        assert!(has(&args, &["-segment_list", "pipe:1", "-segment_list_type", "csv"]));
+        assert!(args.iter().any(|a| a.contains("frag_keyframe")));
+        assert_eq!(args.last().map(String::as_str), Some("/rec/cam/%Y-%m-%d/%H%M%S.mp4"));
+    }
+
+    #[test]
+    fn synthetic_and_raw_sources_are_encoded_by_the_board_encoder() {
+        let args = plan_args(Source::Lavfi("testsrc".into()), None);
+        assert!(has(&args, &["-re", "-f", "lavfi", "-i", "testsrc"]));
+        assert!(has(&args, &["-c:v", "libx264"]));
+        let v4l2 = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::Yuyv };
+        let args = plan_args(Source::V4l2("/dev/video0".into()), Some(v4l2));
+        assert!(has(&args, &["-f", "rawvideo", "-pix_fmt", "yuyv422", "-video_size", "640x480", "-i", "pipe:0"]));
+        let h264 = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::H264 };
+        assert!(has(&plan_args(Source::V4l2("/dev/video0".into()), Some(h264)), &["-c:v", "copy"]));
+    }
+
+    #[test]
+    fn parses_segment_list_lines() {
+        assert_eq!(
+            parse_segment_list_line("144429.mp4,0.000000,2.000000\n"),
+            Some(ListedSegment { file: "144429.mp4".into(), start_s: 0.0, end_s: 2.0 })
+        );
+        assert_eq!(parse_segment_list_line("garbage"), None);
+        assert_eq!(parse_segment_list_line("a.mp4,3,2"), None);
+    }
+
+    #[test]
+    fn classifies_stderr_lines() {
+        assert_eq!(
+            parse_stderr_line("out_time_us=2000098"),
+            StderrLine::Progress("out_time_us".into(), "2000098".into())
+        );
+        assert_eq!(
+            parse_stderr_line("[segment @ 0x5631] [info] Opening '/rec/cam/2026-11-24/144431.mp4' for writing"),
+            StderrLine::Opening("/rec/cam/2026-11-24/144431.mp4".into())
+        );
+        assert_eq!(parse_stderr_line("[segment @ 0x5631] [info] Opening 'pipe:1' for writing"), StderrLine::Other);
+        assert_eq!(
+            parse_stderr_line(
+                "[info]   Stream #0:0: Video: h264, yuv420p(progressive), 320x240 [SAR 1:1 DAR 4:3], q=2-31"
+            ),
+            StderrLine::Video("h264".into(), 320, 240)
+        );
+        assert_eq!(
+            parse_stderr_line(
+                "[info]   Stream #0:0: Video: h264 (High), yuv420p(tv, bt709, progressive), 1280x720, 15 fps"
+            ),
+            StderrLine::Video("h264".into(), 1280, 720)
+        );
+        assert_eq!(
+            parse_stderr_line("[tcp @ 0x55] [error] Connection to tcp://10.0.0.9:554 failed: Connection refused"),
+            StderrLine::Error("Connection to tcp://10.0.0.9:554 failed: Connection refused".into())
+        );
+        assert_eq!(parse_stderr_line("[warning] something odd"), StderrLine::Warning("something odd".into()));
+        assert_eq!(parse_stderr_line("[info] Stream mapping:"), StderrLine::Other);
+    }
+}

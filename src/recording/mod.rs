@@ -1,0 +1,6 @@
+//! Recorded footage: segment file layout, the segment index and the
+//! reconciliation of disk and index at start-up.
+
+pub mod index;
+pub mod layout;
+pub mod reconcile;

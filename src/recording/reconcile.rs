@@ -1,0 +1,250 @@
+//! Start-up reconciliation of the disk and the index: files without rows are
+//! probed and indexed (a segment cut by a crash included) or quarantined when
+//! they do not play; rows without files are dropped. Runs before any
+//! recorder starts, one day directory at a time so memory stays small.
+
+use super::index::{self, NewSegment};
+use super::layout;
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Where unplayable files go, under the recordings directory.
+pub const QUARANTINE_DIR: &str = ".quarantine";
+
+/// What reconciliation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Files found without a row, probed and indexed.
+    pub indexed: usize,
+    /// Files found without a row that do not play, moved to quarantine.
+    pub quarantined: usize,
+    /// Rows whose file is gone, dropped.
+    pub rows_dropped: usize,
+}
+
+/// What ffprobe says of a segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// Playable duration in seconds.
+    pub duration_s: f64,
+    /// Video codec.
+    pub codec: Option<String>,
+    /// Width in pixels.
+    pub width: Option<u32>,
+    /// Height in pixels.
+    pub height: Option<u32>,
+}
+
+/// Reads `ffprobe -show_entries format=duration:stream=codec_name,width,height -of json`;
+/// `None` when there is no playable video.
+pub fn parse_probe(json: &str) -> Option<Probe> {
+    let value: Value = serde_json::from_str(json).ok()?;
+    let duration_s: f64 = value["format"]["duration"].as_str()?.parse().ok()?;
+    let stream = value["streams"].as_array()?.first()?;
+    let dimension = |key: &str| stream[key].as_u64().and_then(|v| u32::try_from(v).ok());
+    (duration_s.is_finite() && duration_s > 0.0).then(|| Probe {
+        duration_s,
+        codec: stream["codec_name"].as_str().map(str::to_string),
+        width: dimension("width"),
+        height: dimension("height"),
+    })
+}
+
+/// Probes a file with ffprobe.
+pub async fn probe(ffprobe: &Path, file: &Path) -> Option<Probe> {
+    let output = tokio::process::Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .arg("format=duration:stream=codec_name,width,height")
+        .args(["-of", "json"])
+        .arg(file)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    parse_probe(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Upper bound of the paths under `prefix` (`cam/day/` → `cam/day0`, as `'0'` follows `'/'`).
+fn prefix_end(prefix: &str) -> String {
+    format!("{}0", prefix.trim_end_matches('/'))
+}
+
+fn rows_under(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT id, path FROM segments WHERE path >= ?1 AND path < ?2")?;
+    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn sorted_dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Reconciles `recordings_dir` with the index.
+pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> Result<ReconcileReport> {
+    let mut report = ReconcileReport::default();
+    let today = layout::day_dir("", UnixMs::now());
+    for camera in sorted_dir_names(recordings_dir) {
+        let camera_dir = recordings_dir.join(&camera);
+        if camera.starts_with('.') || !camera_dir.is_dir() {
+            continue;
+        }
+        for day in sorted_dir_names(&camera_dir) {
+            let day_dir = camera_dir.join(&day);
+            if !day_dir.is_dir() {
+                continue;
+            }
+            let prefix = format!("{camera}/{day}/");
+            let files: HashSet<String> = sorted_dir_names(&day_dir)
+                .into_iter()
+                .filter(|f| f.ends_with(".mp4"))
+                .map(|f| format!("{prefix}{f}"))
+                .collect();
+            let rows: HashMap<String, i64> = store
+                .call({
+                    let prefix = prefix.clone();
+                    move |conn| rows_under(conn, &prefix)
+                })
+                .await?
+                .into_iter()
+                .map(|(id, path)| (path, id))
+                .collect();
+            let orphans: Vec<i64> = rows.iter().filter(|(path, _)| !files.contains(*path)).map(|(_, id)| *id).collect();
+            report.rows_dropped += drop_rows(store, orphans).await?;
+            let mut unindexed: Vec<&String> = files.iter().filter(|f| !rows.contains_key(*f)).collect();
+            unindexed.sort();
+            for relative in unindexed {
+                if index_file(store, recordings_dir, relative, ffprobe).await? {
+                    report.indexed += 1;
+                } else {
+                    quarantine(recordings_dir, relative)?;
+                    report.quarantined += 1;
+                }
+            }
+            if files.is_empty() && format!("/{day}") < today {
+                let _ = std::fs::remove_dir(&day_dir);
+            }
+        }
+    }
+    report.rows_dropped += drop_rows_of_missing_dirs(store, recordings_dir).await?;
+    if report != ReconcileReport::default() {
+        tracing::warn!(
+            indexed = report.indexed,
+            quarantined = report.quarantined,
+            rows_dropped = report.rows_dropped,
+            "index and disk reconciled"
+        );
+    }
+    Ok(report)
+}
+
+async fn drop_rows(store: &Store, ids: Vec<i64>) -> Result<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let dropped = store.call(move |conn| index::delete_segments(conn, &ids)).await?;
+    Ok(dropped)
+}
+
+async fn index_file(store: &Store, recordings_dir: &Path, relative: &str, ffprobe: &Path) -> Result<bool> {
+    let Some(name) = layout::parse_segment_path(relative) else { return Ok(false) };
+    let full = recordings_dir.join(relative);
+    let Some(probe) = probe(ffprobe, &full).await else { return Ok(false) };
+    let bytes = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
+    let segment = NewSegment {
+        camera: name.camera,
+        path: relative.to_string(),
+        start: name.opened,
+        end: UnixMs(name.opened.0 + (probe.duration_s * 1000.0).round() as i64),
+        bytes,
+        codec: probe.codec,
+        width: probe.width,
+        height: probe.height,
+    };
+    let indexed = store.call(move |conn| index::insert_segment(conn, &segment)).await;
+    match indexed {
+        Ok(_) => {
+            tracing::info!(path = relative, duration_s = probe.duration_s, "unindexed segment indexed");
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::warn!(path = relative, error = %e, "segment refused by the index");
+            Ok(false)
+        }
+    }
+}
+
+fn quarantine(recordings_dir: &Path, relative: &str) -> Result<()> {
+    let target: PathBuf = recordings_dir.join(QUARANTINE_DIR).join(relative);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::rename(recordings_dir.join(relative), &target)
+        .with_context(|| format!("moving {relative} to {}", target.display()))?;
+    tracing::warn!(path = relative, to = %target.display(), "unplayable segment quarantined");
+    Ok(())
+}
+
+/// Drops rows under day directories that no longer exist, seeking from one directory to the next.
+async fn drop_rows_of_missing_dirs(store: &Store, recordings_dir: &Path) -> Result<usize> {
+    let mut after = String::new();
+    let mut dropped = 0;
+    loop {
+        let from = after.clone();
+        let next: Option<String> = store
+            .call(move |conn| {
+                conn.query_row("SELECT path FROM segments WHERE path >= ?1 ORDER BY path LIMIT 1", [from], |r| r.get(0))
+                    .optional()
+            })
+            .await?;
+        let Some(path) = next else { break };
+        let prefix = match path.rfind('/') {
+            Some(i) => path[..=i].to_string(),
+            None => format!("{path}/"),
+        };
+        after = prefix_end(&prefix);
+        if !recordings_dir.join(&prefix).is_dir() {
+            let (from, to) = (prefix.clone(), after.clone());
+            dropped += store
+                .call(move |conn| {
+                    conn.execute("DELETE FROM segments WHERE path >= ?1 AND path < ?2", params![from, to])
+                })
+                .await
+                .context("dropping rows of a missing directory")?;
+            tracing::warn!(dir = %prefix, "rows of a missing directory dropped");
+        }
+    }
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_probe_output() {
+        let json = r#"{"streams":[{"codec_name":"h264","width":320,"height":240}],"format":{"duration":"5.000000"}}"#;
+        assert_eq!(
+            parse_probe(json),
+            Some(Probe { duration_s: 5.0, codec: Some("h264".into()), width: Some(320), height: Some(240) })
+        );
+        assert_eq!(parse_probe("{}"), None);
+        assert_eq!(parse_probe(r#"{"streams":[{}],"format":{"duration":"0.000"}}"#), None);
+        assert_eq!(parse_probe("not json"), None);
+    }
+
+    #[test]
+    fn prefix_bounds_cover_one_directory() {
+        assert_eq!(prefix_end("cam/2026-11-24/"), "cam/2026-11-240");
+        assert!("cam/2026-11-24/235959.mp4" < prefix_end("cam/2026-11-24/").as_str());
+        assert!("cam/2026-11-25/000000.mp4" > prefix_end("cam/2026-11-24/").as_str());
+    }
+}
