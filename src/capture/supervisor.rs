@@ -169,7 +169,17 @@ impl CameraSupervisor {
         };
         let args = ffmpeg::recorder_args(&plan);
         tracing::debug!(camera = %self.id(), args = %scrub(&args.join(" "), &self.secrets), "starting recorder");
-        let mut child = match Command::new(&self.ffmpeg)
+        let mut command = Command::new(&self.ffmpeg);
+        // SAFETY: prctl is async-signal-safe; between fork and exec it only sets a flag.
+        // If the service dies (even by SIGKILL), the kernel kills its recorder too, so a
+        // restarted service never finds an orphan still writing its segments.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = match command
             .args(&args)
             .env("TZ", "UTC")
             // stdin carries V4L2 frames, or the `q` that makes ffmpeg close its last segment cleanly.

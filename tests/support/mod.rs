@@ -357,3 +357,145 @@ impl Drop for Watcher {
         self.task.abort();
     }
 }
+
+/// Password of user `viewer` on the test RTSP camera's `/secure` stream.
+pub const RTSP_PASSWORD: &str = "Cam-Pa55word";
+
+/// The test RTSP camera (GStreamer's RTSP server): `/cam` on `port`, `/secure` with
+/// basic auth `viewer`/`RTSP_PASSWORD` on `port + 1`.
+pub struct RtspCamera {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RtspCamera {
+    /// Starts serving on a free pair of ports.
+    pub fn start() -> Self {
+        let port = loop {
+            let port = free_port();
+            if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
+        let mut camera = Self { port, child: None };
+        camera.restart();
+        camera
+    }
+
+    /// Starts it again on the same ports.
+    pub fn restart(&mut self) {
+        let python = Path::new("/usr/bin/python3");
+        assert!(
+            python.is_file(),
+            "/usr/bin/python3 is missing: run scripts/setup test (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0)"
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/rtsp_server.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(self.port.to_string())
+            .args(["--password", RTSP_PASSWORD])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the RTSP server");
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready).expect("read");
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the RTSP server did not start: run scripts/setup test (apt-get install python3-gi \
+             gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)"
+        );
+        self.child = Some(child);
+    }
+
+    /// Kills it (the camera drops off the network).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The open stream.
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+}
+
+impl Drop for RtspCamera {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Duration of a media file in seconds per ffprobe, `None` when it does not play.
+pub fn ffprobe_duration(file: &Path) -> Option<f64> {
+    let out = Command::new(system_binary("ffprobe", "ffmpeg"))
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// True when ffmpeg decodes every frame of `file` without error.
+pub fn plays(file: &Path) -> bool {
+    let out = Command::new(system_binary("ffmpeg", "ffmpeg"))
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    out.status.success() && out.stderr.is_empty()
+}
+
+/// A row of the segment index.
+#[derive(Clone, Debug)]
+pub struct SegmentRow {
+    pub camera: String,
+    pub path: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub bytes: i64,
+    pub codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+impl Node {
+    /// The indexed segments of `camera`, oldest first.
+    pub fn segments(&self, camera: &str) -> Vec<SegmentRow> {
+        let Ok(conn) = rusqlite::Connection::open_with_flags(self.index(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return Vec::new();
+        };
+        conn.busy_timeout(Duration::from_secs(2)).expect("busy timeout");
+        let Ok(mut stmt) = conn.prepare(
+            "SELECT camera, path, start_ms, end_ms, bytes, codec, width, height FROM segments
+             WHERE camera = ?1 ORDER BY start_ms",
+        ) else {
+            return Vec::new();
+        };
+        stmt.query_map([camera], |r| {
+            Ok(SegmentRow {
+                camera: r.get(0)?,
+                path: r.get(1)?,
+                start_ms: r.get(2)?,
+                end_ms: r.get(3)?,
+                bytes: r.get(4)?,
+                codec: r.get(5)?,
+                width: r.get(6)?,
+                height: r.get(7)?,
+            })
+        })
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+    }
+
+    /// A recorded segment's file.
+    pub fn segment_file(&self, row: &SegmentRow) -> PathBuf {
+        self.dir.join("data/recordings").join(&row.path)
+    }
+}
