@@ -56,7 +56,8 @@ fn main() {
                 "SELECT id FROM segments NOT INDEXED WHERE camera = ?1 AND start_ms < ?2 AND end_ms > ?3 ORDER BY start_ms",
             )
             .expect("prepare");
-        let n = stmt.query_map(rusqlite::params!["cam3", day_to.0, day_from.0], |r| r.get::<_, i64>(0)).expect("q").count();
+        let n =
+            stmt.query_map(rusqlite::params!["cam3", day_to.0, day_from.0], |r| r.get::<_, i64>(0)).expect("q").count();
         assert!(n >= 1440.min(per_camera));
     });
     let totals = median(50, || {

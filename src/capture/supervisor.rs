@@ -5,7 +5,7 @@
 use super::ffmpeg::{self, ListedSegment, RecorderPlan, StderrLine};
 use super::health::{CameraHealth, CameraState, HealthEvent};
 use super::source::{Source, scrub};
-use crate::config::schema::{CameraConfig, RecordMode};
+use crate::config::schema::{CameraConfig, RecordMode, V4l2Config};
 use crate::mqtt::MqttHandle;
 use crate::mqtt::backoff::{Backoff, clock_jitter};
 use crate::outbox::{EventSink, EventType, NewEvent};
@@ -107,8 +107,8 @@ impl CameraSupervisor {
         };
         let disabled = self.camera.record == RecordMode::Off;
         let mut health = CameraHealth::new(UnixMs::now(), last_end, disabled);
-        let mut kbps = 0.0;
-        self.publish_state(&health, 0.0, kbps);
+        let mut measures = Measures::default();
+        self.publish_state(&health, &measures);
         if disabled {
             tracing::info!(camera = %self.id(), "recording off");
             stopped(&mut stop).await;
@@ -116,13 +116,13 @@ impl CameraSupervisor {
         }
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
-            let outcome = self.record_once(&mut health, &mut kbps, &mut stop).await;
+            let outcome = self.record_once(&mut health, &mut measures, &mut stop).await;
             let healthy = match &outcome {
                 Outcome::Stopped => return,
                 Outcome::Failed { why, ran, delivered } => {
                     let events = health.on_failure(UnixMs::now(), why);
                     self.emit_health(&events).await;
-                    self.publish_state(&health, 0.0, kbps);
+                    self.publish_state(&health, &measures);
                     *delivered && *ran >= HEALTHY_RUN
                 }
             };
@@ -141,7 +141,7 @@ impl CameraSupervisor {
     async fn record_once(
         &self,
         health: &mut CameraHealth,
-        kbps: &mut f64,
+        measures: &mut Measures,
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         self.ensure_day_dirs();
@@ -209,7 +209,8 @@ impl CameraSupervisor {
             None => Some(Feeder::Quit(stdin)),
         };
         let recorder = Recorder { child, stdout, stderr, feeder };
-        self.watch(recorder, health, kbps, stop).await
+        measures.format = v4l2.filter(|_| matches!(self.source, Source::V4l2(_)));
+        self.watch(recorder, health, measures, stop).await
     }
 
     fn not_started(&self, health: &mut CameraHealth, why: String) -> Outcome {
@@ -222,7 +223,7 @@ impl CameraSupervisor {
         &self,
         recorder: Recorder,
         health: &mut CameraHealth,
-        kbps: &mut f64,
+        measures: &mut Measures,
         stop: &mut watch::Receiver<bool>,
     ) -> Outcome {
         let Recorder { mut child, stdout, stderr, mut feeder } = recorder;
@@ -239,8 +240,8 @@ impl CameraSupervisor {
                 line = next_line(&mut list) => match line {
                     Some(line) => {
                         if let Some(segment) = ffmpeg::parse_segment_list_line(&line) {
-                            self.on_segment(segment, &mut run, health, kbps).await;
-                            self.publish_state(health, run.fps, *kbps);
+                            self.on_segment(segment, &mut run, health, measures).await;
+                            self.publish_state(health, measures);
                             last_state_publish = Instant::now();
                         }
                     }
@@ -254,7 +255,7 @@ impl CameraSupervisor {
                         if run.delivered && health.state() != CameraState::Recording {
                             let events = health.on_data(UnixMs::now());
                             self.emit_health(&events).await;
-                            self.publish_state(health, run.fps, *kbps);
+                            self.publish_state(health, measures);
                         }
                     }
                     None => log = None,
@@ -272,7 +273,7 @@ impl CameraSupervisor {
                     }
                     if last_state_publish.elapsed() >= Duration::from_secs(60) {
                         self.ensure_day_dirs();
-                        self.publish_state(health, run.fps, *kbps);
+                        self.publish_state(health, measures);
                         last_state_publish = Instant::now();
                     }
                 }
@@ -352,7 +353,13 @@ impl CameraSupervisor {
         }
     }
 
-    async fn on_segment(&self, listed: ListedSegment, run: &mut Run, health: &mut CameraHealth, kbps: &mut f64) {
+    async fn on_segment(
+        &self,
+        listed: ListedSegment,
+        run: &mut Run,
+        health: &mut CameraHealth,
+        measures: &mut Measures,
+    ) {
         let now = UnixMs::now();
         // The stream clock is mapped to wall time once per run, so segments of a run are contiguous.
         let anchor = *run.anchor_ms.get_or_insert(now.0 - (listed.end_s * 1000.0).round() as i64);
@@ -369,7 +376,8 @@ impl CameraSupervisor {
             None => (None, None, None),
         };
         let duration_ms = (end.0 - start.0).max(1);
-        *kbps = bytes as f64 * 8.0 / duration_ms as f64;
+        measures.kbps = bytes as f64 * 8.0 / duration_ms as f64;
+        measures.fps = run.fps;
         let segment =
             NewSegment { camera: self.id().to_string(), path: relative, start, end, bytes, codec, width, height };
         let stored = self.store.call({
@@ -438,9 +446,9 @@ impl CameraSupervisor {
         }
     }
 
-    fn publish_state(&self, health: &CameraHealth, fps: f64, kbps: f64) {
+    fn publish_state(&self, health: &CameraHealth, measures: &Measures) {
         let topic = format!("{}/cameras/{}/state", self.mqtt.topics().root(), self.id());
-        let payload = state_payload(health, fps, kbps);
+        let payload = state_payload(health, measures);
         self.mqtt.publish(topic, payload.to_string(), QoS::AtLeastOnce, true);
     }
 }
@@ -453,8 +461,20 @@ enum Outcome {
     Failed { why: String, ran: Duration, delivered: bool },
 }
 
+/// What a camera delivers, for its state message.
+#[derive(Clone, Debug, Default)]
+pub struct Measures {
+    /// Frames per second ffmpeg reported.
+    pub fps: f64,
+    /// Bit rate of the last segment.
+    pub kbps: f64,
+    /// The format a V4L2 device agreed to.
+    pub format: Option<V4l2Config>,
+}
+
 /// The retained `P/cameras/<cam>/state` payload.
-pub fn state_payload(health: &CameraHealth, fps: f64, kbps: f64) -> serde_json::Value {
+pub fn state_payload(health: &CameraHealth, measures: &Measures) -> serde_json::Value {
+    let (fps, kbps) = (measures.fps, measures.kbps);
     let recording = health.state() == CameraState::Recording;
     let mut value = json!({
         "v": 1,
@@ -467,6 +487,14 @@ pub fn state_payload(health: &CameraHealth, fps: f64, kbps: f64) -> serde_json::
     });
     if let (Some(error), false) = (health.last_error(), recording) {
         value["error"] = error.into();
+    }
+    if let Some(format) = &measures.format {
+        value["v4l2"] = json!({
+            "width": format.width,
+            "height": format.height,
+            "fps": format.fps,
+            "format": format!("{:?}", format.format).to_uppercase(),
+        });
     }
     value
 }
@@ -524,22 +552,26 @@ async fn finish(feeder: Option<Feeder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::schema::PixelFormat;
 
     #[test]
     fn state_payload_shows_error_only_when_not_recording() {
         let mut health = CameraHealth::new(UnixMs(0), None, false);
         health.on_error("401 Unauthorized");
         health.on_failure(UnixMs(1000), "exit");
-        let offline = state_payload(&health, 15.0, 900.0);
+        let offline = state_payload(&health, &Measures { fps: 15.0, kbps: 900.0, format: None });
         assert_eq!(offline["state"], "offline");
         assert_eq!(offline["error"], "401 Unauthorized");
         assert_eq!(offline["fps"], 0.0);
         health.on_segment(UnixMs(2000), UnixMs(4000));
-        let recording = state_payload(&health, 14.96, 812.4);
+        let format = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::Yuyv };
+        let recording = state_payload(&health, &Measures { fps: 14.96, kbps: 812.4, format: Some(format) });
         assert_eq!(recording["state"], "recording");
         assert_eq!(recording["fps"], 15.0);
         assert_eq!(recording["kbps"], 812.0);
         assert_eq!(recording["last_segment_end"], "1970-01-01T00:00:04.000Z");
         assert!(recording.get("error").is_none());
+        assert_eq!(recording["v4l2"]["format"], "YUYV");
+        assert_eq!(recording["v4l2"]["width"], 640);
     }
 }

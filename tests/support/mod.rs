@@ -198,6 +198,11 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// Process id of the running service.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node running").id()
+    }
+
     /// The index database.
     pub fn index(&self) -> PathBuf {
         self.dir.join("data/index.db")
@@ -365,19 +370,25 @@ pub const RTSP_PASSWORD: &str = "Cam-Pa55word";
 /// basic auth `viewer`/`RTSP_PASSWORD` on `port + 1`.
 pub struct RtspCamera {
     pub port: u16,
+    size: String,
     child: Option<Child>,
 }
 
 impl RtspCamera {
-    /// Starts serving on a free pair of ports.
+    /// Starts serving 320x240 on a free pair of ports.
     pub fn start() -> Self {
+        Self::start_sized("320x240")
+    }
+
+    /// Starts serving pictures of `size` (`WxH`) on a free pair of ports.
+    pub fn start_sized(size: &str) -> Self {
         let port = loop {
             let port = free_port();
             if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
                 break port;
             }
         };
-        let mut camera = Self { port, child: None };
+        let mut camera = Self { port, size: size.to_string(), child: None };
         camera.restart();
         camera
     }
@@ -393,7 +404,7 @@ impl RtspCamera {
         let mut child = Command::new(python)
             .arg(script)
             .arg(self.port.to_string())
-            .args(["--password", RTSP_PASSWORD])
+            .args(["--password", RTSP_PASSWORD, "--size", &self.size])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
