@@ -18,7 +18,7 @@ fn main() {
     }
     let dir = support::TempDir::new("bench-recording");
     let broker = support::Broker::start(&dir.join("broker"));
-    let mut camera = support::RtspCamera::start_sized("1280x720");
+    let mut camera = support::RtspCamera::start_with("960x540", true);
     println!("{seconds} s per run, CPU in % of one core, memory in MiB");
     println!(
         "{:>3} | {:>22} | {:>34} | {:>9}",

@@ -34,17 +34,18 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     let (session, mqtt) = mqtt::session::session(&settings, topics, store.clone(), outbox_wake.clone(), Vec::new())?;
     let session_task = tokio::spawn(session.run());
     let events = EventSink::new(store.clone(), outbox_wake, config.board.limits.outbox_max);
+    let camera_states = capture::CameraStates::default();
     let stats_task = tokio::spawn(crate::stats::run(
         mqtt.clone(),
         store.clone(),
-        config.node_id.clone(),
-        config.config.node.board.clone(),
+        camera_states.clone(),
+        (config.node_id.clone(), config.config.node.board.clone()),
         Duration::from_secs(config.config.mqtt.stats_interval_s),
     ));
     let emit_task = (options.emit_test_events > 0)
         .then(|| tokio::spawn(emit_test_events(events.clone(), options.emit_test_events)));
     let (stop_cameras, cameras_stopped) = watch::channel(false);
-    let camera_tasks = start_cameras(&config, &store, &events, &mqtt, cameras_stopped).await?;
+    let camera_tasks = start_cameras(&config, &store, (&events, &mqtt, &camera_states), cameras_stopped).await?;
     tracing::info!(
         node = %config.node_id,
         board = %config.config.node.board,
@@ -81,8 +82,7 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
 async fn start_cameras(
     config: &LoadedConfig,
     store: &Store,
-    events: &EventSink,
-    mqtt: &mqtt::MqttHandle,
+    (events, mqtt, states): (&EventSink, &mqtt::MqttHandle, &capture::CameraStates),
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let base = config.path.parent().unwrap_or(std::path::Path::new("."));
@@ -130,6 +130,7 @@ async fn start_cameras(
                 store: store.clone(),
                 events: events.clone(),
                 mqtt: mqtt.clone(),
+                states: states.clone(),
             };
             tokio::spawn(supervisor.run(stop.clone()))
         })

@@ -26,6 +26,8 @@ pub struct StatsInput {
     pub outbox: Option<OutboxCounts>,
     /// Events published and acknowledged since start.
     pub events: (u64, u64),
+    /// Each camera's latest state message, by id.
+    pub cameras: Value,
 }
 
 /// The JSON of one `P/stats` message.
@@ -54,6 +56,7 @@ pub fn stats_payload(input: &StatsInput) -> Value {
             "incoming_dropped": incoming_dropped,
         },
         "outbox": outbox,
+        "cameras": input.cameras,
     })
 }
 
@@ -67,7 +70,13 @@ fn session_counters(stats: &SessionStats) -> (bool, u64, u64, u64) {
 }
 
 /// Publishes `P/stats` every `interval` until the task is dropped.
-pub async fn run(mqtt: MqttHandle, store: Store, node: String, board: String, interval: Duration) {
+pub async fn run(
+    mqtt: MqttHandle,
+    store: Store,
+    cameras: crate::capture::CameraStates,
+    (node, board): (String, String),
+    interval: Duration,
+) {
     let started = Instant::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,6 +98,7 @@ pub async fn run(mqtt: MqttHandle, store: Store, node: String, board: String, in
             mqtt: session_counters(session),
             outbox,
             events: (session.events_published.load(Ordering::Relaxed), session.events_acked.load(Ordering::Relaxed)),
+            cameras: cameras.snapshot(),
         };
         let topic = mqtt.topics().stats();
         mqtt.publish(topic, stats_payload(&input).to_string(), QoS::AtMostOnce, false);
@@ -109,6 +119,7 @@ mod tests {
             mqtt: (true, 2, 3, 0),
             outbox: Some(OutboxCounts { unsent: 5, dropped: 1, last_seq: 9 }),
             events: (10, 4),
+            cameras: json!({"front": {"state": "recording"}}),
         };
         let v = stats_payload(&input);
         assert_eq!(v["v"], 1);
@@ -118,5 +129,6 @@ mod tests {
         assert_eq!(v["outbox"]["depth"], 5);
         assert_eq!(v["outbox"]["dropped"], 1);
         assert_eq!(v["outbox"]["acked"], 4);
+        assert_eq!(v["cameras"]["front"]["state"], "recording");
     }
 }

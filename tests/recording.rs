@@ -25,7 +25,8 @@ async fn rtsp_segments_are_indexed_as_they_close_and_play() {
     let dir = TempDir::new("rtsp-record");
     let broker = Broker::start(&dir.join("broker"));
     let camera = RtspCamera::start();
-    let mut watcher = Watcher::connect(broker.port, "watch-rec", true, &["heldar/rec/cameras/+/state"]).await;
+    let mut watcher =
+        Watcher::connect(broker.port, "watch-rec", true, &["heldar/rec/cameras/+/state", "heldar/rec/stats"]).await;
     let mut node = Node::configure(&dir.0, "rec", &broker.url(), &camera_toml("door", &camera.url(), 2, ""));
     let started = Instant::now();
     node.start(&[]);
@@ -35,6 +36,8 @@ async fn rtsp_segments_are_indexed_as_they_close_and_play() {
     support::wait_for(20 * SECOND, "4 indexed segments", || node.segments("door").len() >= 4);
     let state = watcher.collect(5 * SECOND, |m| m.iter().any(|m| m.json()["state"] == "recording")).await;
     assert!(state.iter().any(|m| m.json()["state"] == "recording"), "{state:?}");
+    let stats = watcher.next_on("heldar/rec/stats", 3 * SECOND).await.expect("stats").json();
+    assert_eq!(stats["cameras"]["door"]["state"], "recording", "{stats}");
     let mut late = Watcher::connect(broker.port, "watch-rec-late", true, &["heldar/rec/cameras/door/state"]).await;
     let retained = late.next_on("heldar/rec/cameras/door/state", 2 * SECOND).await.expect("retained state");
     assert!(retained.retain);

@@ -54,6 +54,8 @@ pub struct CameraSupervisor {
     pub events: EventSink,
     /// The broker session.
     pub mqtt: MqttHandle,
+    /// Where `P/stats` finds this camera's state.
+    pub states: super::CameraStates,
 }
 
 /// Measurements of the current ffmpeg run.
@@ -450,6 +452,7 @@ impl CameraSupervisor {
         let topic = format!("{}/cameras/{}/state", self.mqtt.topics().root(), self.id());
         let payload = state_payload(health, measures);
         self.mqtt.publish(topic, payload.to_string(), QoS::AtLeastOnce, true);
+        self.states.set(self.id(), payload);
     }
 }
 

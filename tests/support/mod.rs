@@ -371,6 +371,7 @@ pub const RTSP_PASSWORD: &str = "Cam-Pa55word";
 pub struct RtspCamera {
     pub port: u16,
     size: String,
+    unshared: bool,
     child: Option<Child>,
 }
 
@@ -382,13 +383,18 @@ impl RtspCamera {
 
     /// Starts serving pictures of `size` (`WxH`) on a free pair of ports.
     pub fn start_sized(size: &str) -> Self {
+        Self::start_with(size, false)
+    }
+
+    /// Like `start_sized`; `unshared` gives every client its own encoder (for many clients).
+    pub fn start_with(size: &str, unshared: bool) -> Self {
         let port = loop {
             let port = free_port();
             if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
                 break port;
             }
         };
-        let mut camera = Self { port, size: size.to_string(), child: None };
+        let mut camera = Self { port, size: size.to_string(), unshared, child: None };
         camera.restart();
         camera
     }
@@ -405,6 +411,7 @@ impl RtspCamera {
             .arg(script)
             .arg(self.port.to_string())
             .args(["--password", RTSP_PASSWORD, "--size", &self.size])
+            .args(self.unshared.then_some("--unshared"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -26,10 +26,14 @@ def server_on(port: int) -> GstRtspServer.RTSPServer:
     return server
 
 
+SHARED = True
+
+
 def factory(launch: str, roles: list) -> GstRtspServer.RTSPMediaFactory:
     f = GstRtspServer.RTSPMediaFactory()
     f.set_launch(launch)
-    f.set_shared(True)
+    # Shared media trips an assertion in gst-rtsp-server when many clients join at once.
+    f.set_shared(SHARED)
     if not roles:
         return f
     permissions = GstRtspServer.RTSPPermissions()
@@ -47,7 +51,10 @@ def main() -> None:
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--password", default="secret")
+    parser.add_argument("--unshared", action="store_true", help="one encoder per client (many clients)")
     args = parser.parse_args()
+    global SHARED
+    SHARED = not args.unshared
     width, height = args.size.split("x")
 
     Gst.init(None)
