@@ -17,3 +17,9 @@ pub const MAX_FRAME_BYTES: u64 = 4 << 20;
 pub const MAX_TOTAL_FPS: f64 = 240.0;
 /// Most unsent events the outbox may keep.
 pub const MAX_OUTBOX: u64 = 10_000_000;
+/// Most perception workers tracked at once.
+pub const MAX_WORKERS: usize = 64;
+/// Most detections in one message.
+pub const MAX_DETECTIONS_PER_MESSAGE: usize = 256;
+/// Largest incoming message (detections, worker status) the node reads.
+pub const MAX_MESSAGE_BYTES: u64 = 1 << 20;

@@ -45,6 +45,12 @@ pub struct BoardLimits {
     pub max_total_fps: f64,
     /// Unsent events kept while the broker is away.
     pub outbox_max: u64,
+    /// Perception workers tracked at once.
+    pub max_workers: usize,
+    /// Detections accepted in one message.
+    pub max_detections_per_message: usize,
+    /// Largest detection or worker status message accepted.
+    pub max_message_bytes: ByteSize,
 }
 
 /// ffmpeg choices that depend on the board's hardware.
@@ -82,6 +88,14 @@ impl BoardLimits {
         check("limits.max_frame_bytes", self.max_frame_bytes.0 as f64, 1024.0, capacity::MAX_FRAME_BYTES as f64);
         check("limits.max_total_fps", self.max_total_fps, 0.1, capacity::MAX_TOTAL_FPS);
         check("limits.outbox_max", self.outbox_max as f64, 1.0, capacity::MAX_OUTBOX as f64);
+        check("limits.max_workers", self.max_workers as f64, 1.0, capacity::MAX_WORKERS as f64);
+        check(
+            "limits.max_detections_per_message",
+            self.max_detections_per_message as f64,
+            1.0,
+            capacity::MAX_DETECTIONS_PER_MESSAGE as f64,
+        );
+        check("limits.max_message_bytes", self.max_message_bytes.0 as f64, 1024.0, capacity::MAX_MESSAGE_BYTES as f64);
         problems
     }
 }

@@ -1,0 +1,6 @@
+//! The sampler: JPEG frames for perception workers, within a global budget.
+
+pub mod budget;
+pub mod jpeg;
+pub mod offered;
+pub mod ring;
