@@ -62,6 +62,7 @@ async fn through_outbox(port: u16, dir: &support::TempDir, count: usize) -> (Dur
         ca_pem: None,
         keepalive: Duration::from_secs(15),
         max_packet_bytes: 1 << 20,
+        max_incoming_bytes: 1 << 20,
         backoff: (Duration::from_millis(100), Duration::from_secs(1)),
     };
     let (session, handle) =

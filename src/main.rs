@@ -75,9 +75,9 @@ fn summary(loaded: &LoadedConfig) -> String {
     for camera in &c.cameras {
         let kind = camera.source.split(':').next().unwrap_or("?");
         lines.push(format!(
-            "    {:<16} {kind}, record {:?}, {} s segments, {} zones, sample {} fps",
+            "    {:<16} {kind}, record {}, {} s segments, {} zones, sample {} fps",
             camera.id,
-            camera.record,
+            camera.record.name(),
             camera.segment_s,
             camera.zones.len(),
             camera.sample_fps
@@ -88,6 +88,6 @@ fn summary(loaded: &LoadedConfig) -> String {
         c.backup.destinations.len(),
         c.backup.policies.len()
     ));
-    lines.push(format!("  commands  auth {:?}, {} keys", c.commands.auth, c.commands.keys.len()));
+    lines.push(format!("  commands  auth {}, {} keys", c.commands.auth.name(), c.commands.keys.len()));
     lines.join("\n")
 }

@@ -3,15 +3,24 @@
 
 use crate::capture::{self, CameraSupervisor, source::Source};
 use crate::config::LoadedConfig;
-use crate::mqtt::{self, Topics};
+use crate::config::schema::RecordMode;
+use crate::mqtt::{self, Subscription, Topics};
 use crate::outbox::{EventSink, EventType, NewEvent};
+use crate::sampler::budget::SampleDemand;
+use crate::sampler::camera::{CameraSampler, SamplerBoard};
+use crate::sampler::offered::OfferedFrames;
+use crate::sampler::planner::{PlannedCamera, Planner};
 use crate::store::Store;
 use crate::wallclock::UnixMs;
+use crate::workers::errors::ErrorReporter;
+use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
+use crate::workers::status::{WorkerRegistry, WorkerSummary};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Options of `run` beyond the config.
 #[derive(Clone, Debug, Default)]
@@ -31,21 +40,47 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     let outbox_wake = Arc::new(Notify::new());
     let settings = mqtt::session::settings_from_config(&config)?;
     let topics = Topics::new(config.topic_root());
-    let (session, mqtt) = mqtt::session::session(&settings, topics, store.clone(), outbox_wake.clone(), Vec::new())?;
+    let (status_tx, status_rx) = mpsc::channel(64);
+    let (detections_tx, detections_rx) = mpsc::channel(256);
+    let subscriptions = vec![
+        Subscription { filter: format!("{}/workers/+/status", topics.root()), sink: status_tx },
+        Subscription { filter: format!("{}/detections/+", topics.root()), sink: detections_tx },
+    ];
+    let (session, mqtt) = mqtt::session::session(&settings, topics, store.clone(), outbox_wake.clone(), subscriptions)?;
     let session_task = tokio::spawn(session.run());
     let events = EventSink::new(store.clone(), outbox_wake, config.board.limits.outbox_max);
-    let camera_states = capture::CameraStates::default();
-    let stats_task = tokio::spawn(crate::stats::run(
-        mqtt.clone(),
-        store.clone(),
-        camera_states.clone(),
-        (config.node_id.clone(), config.config.node.board.clone()),
+    let parts = Parts {
+        cameras: capture::CameraStates::default(),
+        sampler: SamplerBoard::default(),
+        errors: ErrorReporter::new(mqtt.clone()),
+        detections: LatestDetections::default(),
+        intake: Arc::new(IntakeCounters::default()),
+        offered: Arc::new(OfferedFrames::new(config.config.cameras.iter().map(|c| c.id.as_str()))),
+    };
+    let (summary_tx, summary_rx) = watch::channel(WorkerSummary { online: 0, cap_fps: None });
+    let mut background = start_workers(&config, &events, &parts, (status_rx, detections_rx), summary_tx);
+    let stats = crate::stats::StatsSources {
+        mqtt: mqtt.clone(),
+        store: store.clone(),
+        cameras: parts.cameras.clone(),
+        sampler: parts.sampler.clone(),
+        errors: parts.errors.clone(),
+        detections: parts.detections.clone(),
+        intake: parts.intake.clone(),
+        workers: summary_rx.clone(),
+    };
+    let identity = (config.node_id.clone(), config.config.node.board.clone());
+    background.push(tokio::spawn(crate::stats::run(
+        stats,
+        identity,
         Duration::from_secs(config.config.mqtt.stats_interval_s),
-    ));
-    let emit_task = (options.emit_test_events > 0)
-        .then(|| tokio::spawn(emit_test_events(events.clone(), options.emit_test_events)));
+    )));
+    if options.emit_test_events > 0 {
+        background.push(tokio::spawn(emit_test_events(events.clone(), options.emit_test_events)));
+    }
     let (stop_cameras, cameras_stopped) = watch::channel(false);
-    let camera_tasks = start_cameras(&config, &store, (&events, &mqtt, &camera_states), cameras_stopped).await?;
+    let camera_tasks =
+        start_cameras(&config, &store, (&events, &mqtt, &parts), summary_rx, &mut background, cameras_stopped).await?;
     tracing::info!(
         node = %config.node_id,
         board = %config.config.node.board,
@@ -64,29 +99,72 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
             tracing::warn!("a camera did not stop in time");
         }
     }
-    stats_task.abort();
-    let _ = stats_task.await;
-    if let Some(task) = emit_task {
+    for task in background {
         task.abort();
         let _ = task.await;
     }
     mqtt.shutdown().await;
     let _ = session_task.await;
-    drop((events, store, mqtt));
+    drop((events, store, mqtt, parts));
     tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Reconciles the index with the disk, then starts one supervisor per camera.
+/// State shared between the parts of the node and `P/stats`.
+struct Parts {
+    cameras: capture::CameraStates,
+    sampler: SamplerBoard,
+    errors: ErrorReporter,
+    detections: LatestDetections,
+    intake: Arc<IntakeCounters>,
+    offered: Arc<OfferedFrames>,
+}
+
+type Incoming = mpsc::Receiver<mqtt::IncomingMessage>;
+
+/// Starts following workers and taking their detections.
+fn start_workers(
+    config: &LoadedConfig,
+    events: &EventSink,
+    parts: &Parts,
+    (statuses, detections): (Incoming, Incoming),
+    summary: watch::Sender<WorkerSummary>,
+) -> Vec<JoinHandle<()>> {
+    let limits = &config.board.limits;
+    let registry = WorkerRegistry::new(limits.max_workers);
+    let intake_limits = IntakeLimits {
+        max_detections: limits.max_detections_per_message,
+        max_bytes: limits.max_message_bytes.0 as usize,
+    };
+    // The seam the zone engine plugs into; until then the latest batch per camera is kept for stats.
+    let (batches_tx, batches_rx) = mpsc::channel(256);
+    vec![
+        tokio::spawn(intake::watch_workers(statuses, registry, summary, events.clone(), parts.errors.clone())),
+        tokio::spawn(intake::take_detections(
+            detections,
+            parts.offered.clone(),
+            intake_limits,
+            parts.errors.clone(),
+            batches_tx,
+            parts.intake.clone(),
+        )),
+        tokio::spawn(intake::keep_latest(batches_rx, parts.detections.clone())),
+    ]
+}
+
+/// Reconciles the index with the disk, then starts one supervisor per camera, a sampler per
+/// sampled camera and the sampling planner.
 async fn start_cameras(
     config: &LoadedConfig,
     store: &Store,
-    (events, mqtt, states): (&EventSink, &mqtt::MqttHandle, &capture::CameraStates),
+    (events, mqtt, parts): (&EventSink, &mqtt::MqttHandle, &Parts),
+    workers: watch::Receiver<WorkerSummary>,
+    background: &mut Vec<JoinHandle<()>>,
     stop: watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> Result<Vec<JoinHandle<()>>> {
     let base = config.path.parent().unwrap_or(std::path::Path::new("."));
-    let mut supervisors = Vec::new();
+    let mut cameras = Vec::new();
     for (i, camera) in config.config.cameras.iter().enumerate() {
         let password = match &camera.password_file {
             Some(file) => Some(
@@ -97,9 +175,9 @@ async fn start_cameras(
         };
         let source = Source::of_camera(camera, password.as_deref())
             .with_context(|| format!("{}: camera[{i}].source", config.path.display()))?;
-        supervisors.push((camera.clone(), source, password.into_iter().collect::<Vec<_>>()));
+        cameras.push((camera.clone(), source, password.into_iter().collect::<Vec<_>>()));
     }
-    if supervisors.is_empty() {
+    if cameras.is_empty() {
         return Ok(Vec::new());
     }
     std::fs::create_dir_all(&config.recordings_dir)
@@ -117,24 +195,63 @@ async fn start_cameras(
         tracing::error!("ffmpeg not found: cameras cannot record until it is installed (apt-get install ffmpeg)");
     }
     let ffmpeg = ffmpeg.unwrap_or_else(|| "ffmpeg".into());
-    Ok(supervisors
-        .into_iter()
-        .map(|(camera, source, secrets)| {
-            let supervisor = CameraSupervisor {
-                camera,
-                source,
-                secrets,
-                recordings_dir: config.recordings_dir.clone(),
-                encoder: config.board.ffmpeg.h264_encoder.clone(),
+    let limits = &config.board.limits;
+    let mut planned = Vec::new();
+    let mut supervisors = Vec::new();
+    for (camera, source, secrets) in cameras {
+        let sampler = if camera.sample_fps > 0.0 && camera.record != RecordMode::Off {
+            let (inputs_tx, inputs) = mpsc::channel(8);
+            let (rate_tx, rate) = watch::channel(0.0);
+            planned.push(PlannedCamera {
+                demand: SampleDemand {
+                    camera: camera.id.clone(),
+                    sample_fps: camera.sample_fps,
+                    priority: camera.priority,
+                },
+                width: camera.sample_width,
+                rate: rate_tx,
+            });
+            let sampler = CameraSampler {
+                camera: camera.id.clone(),
+                sample_width: camera.sample_width,
                 ffmpeg: ffmpeg.clone(),
-                store: store.clone(),
-                events: events.clone(),
+                frame_slots: limits.frame_slots,
+                max_frame_bytes: limits.max_frame_bytes.0 as usize,
+                inputs,
+                rate,
+                offered: parts.offered.clone(),
                 mqtt: mqtt.clone(),
-                states: states.clone(),
+                board: parts.sampler.clone(),
             };
-            tokio::spawn(supervisor.run(stop.clone()))
-        })
-        .collect())
+            background.push(tokio::spawn(sampler.run()));
+            Some(inputs_tx)
+        } else {
+            None
+        };
+        let supervisor = CameraSupervisor {
+            camera,
+            source,
+            secrets,
+            recordings_dir: config.recordings_dir.clone(),
+            encoder: config.board.ffmpeg.h264_encoder.clone(),
+            ffmpeg: ffmpeg.clone(),
+            store: store.clone(),
+            events: events.clone(),
+            mqtt: mqtt.clone(),
+            states: parts.cameras.clone(),
+            sampler,
+        };
+        supervisors.push(tokio::spawn(supervisor.run(stop.clone())));
+    }
+    let planner = Planner {
+        cameras: planned,
+        max_total_fps: config.max_total_fps(),
+        workers,
+        board: parts.sampler.clone(),
+        mqtt: mqtt.clone(),
+    };
+    background.push(tokio::spawn(planner.run()));
+    Ok(supervisors)
 }
 
 async fn emit_test_events(events: EventSink, count: u64) {

@@ -26,8 +26,8 @@ pub struct StatsInput {
     pub outbox: Option<OutboxCounts>,
     /// Events published and acknowledged since start.
     pub events: (u64, u64),
-    /// Each camera's latest state message, by id.
-    pub cameras: Value,
+    /// More sections by name: cameras, sampler, workers, detections, rejects.
+    pub sections: Vec<(&'static str, Value)>,
 }
 
 /// The JSON of one `P/stats` message.
@@ -42,7 +42,7 @@ pub fn stats_payload(input: &StatsInput) -> Value {
             "acked": input.events.1,
         })
     });
-    json!({
+    let mut report = json!({
         "v": 1,
         "ts": input.now.to_rfc3339(),
         "node": input.node,
@@ -56,8 +56,11 @@ pub fn stats_payload(input: &StatsInput) -> Value {
             "incoming_dropped": incoming_dropped,
         },
         "outbox": outbox,
-        "cameras": input.cameras,
-    })
+    });
+    for (name, section) in &input.sections {
+        report[*name] = section.clone();
+    }
+    report
 }
 
 fn session_counters(stats: &SessionStats) -> (bool, u64, u64, u64) {
@@ -69,14 +72,51 @@ fn session_counters(stats: &SessionStats) -> (bool, u64, u64, u64) {
     )
 }
 
+/// Where a report's numbers come from.
+pub struct StatsSources {
+    /// The broker session.
+    pub mqtt: MqttHandle,
+    /// The index (outbox depth).
+    pub store: Store,
+    /// Camera states.
+    pub cameras: crate::capture::CameraStates,
+    /// Sampler counters.
+    pub sampler: crate::sampler::camera::SamplerBoard,
+    /// Rejects by reason.
+    pub errors: crate::workers::errors::ErrorReporter,
+    /// Latest detections per camera.
+    pub detections: crate::workers::intake::LatestDetections,
+    /// Detection intake counters.
+    pub intake: std::sync::Arc<crate::workers::intake::IntakeCounters>,
+    /// Online workers.
+    pub workers: tokio::sync::watch::Receiver<crate::workers::status::WorkerSummary>,
+}
+
+impl StatsSources {
+    fn sections(&self) -> Vec<(&'static str, Value)> {
+        let workers = *self.workers.borrow();
+        let intake = &self.intake;
+        vec![
+            ("cameras", self.cameras.snapshot()),
+            ("sampler", self.sampler.snapshot()),
+            ("workers", json!({"online": workers.online, "max_fps": workers.cap_fps})),
+            (
+                "detections",
+                json!({
+                    "accepted": intake.accepted.load(Ordering::Relaxed),
+                    "repeats": intake.repeats.load(Ordering::Relaxed),
+                    "consumer_full": intake.consumer_full.load(Ordering::Relaxed),
+                    "latest": self.detections.snapshot(),
+                }),
+            ),
+            ("rejects", self.errors.snapshot()),
+        ]
+    }
+}
+
 /// Publishes `P/stats` every `interval` until the task is dropped.
-pub async fn run(
-    mqtt: MqttHandle,
-    store: Store,
-    cameras: crate::capture::CameraStates,
-    (node, board): (String, String),
-    interval: Duration,
-) {
+pub async fn run(sources: StatsSources, (node, board): (String, String), interval: Duration) {
+    let (mqtt, store) = (&sources.mqtt, &sources.store);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -98,7 +138,7 @@ pub async fn run(
             mqtt: session_counters(session),
             outbox,
             events: (session.events_published.load(Ordering::Relaxed), session.events_acked.load(Ordering::Relaxed)),
-            cameras: cameras.snapshot(),
+            sections: sources.sections(),
         };
         let topic = mqtt.topics().stats();
         mqtt.publish(topic, stats_payload(&input).to_string(), QoS::AtMostOnce, false);
@@ -119,7 +159,7 @@ mod tests {
             mqtt: (true, 2, 3, 0),
             outbox: Some(OutboxCounts { unsent: 5, dropped: 1, last_seq: 9 }),
             events: (10, 4),
-            cameras: json!({"front": {"state": "recording"}}),
+            sections: vec![("cameras", json!({"front": {"state": "recording"}}))],
         };
         let v = stats_payload(&input);
         assert_eq!(v["v"], 1);

@@ -203,3 +203,18 @@ fn a_board_over_its_ceiling_is_refused() {
     assert!(err.problems[0].line_col.is_some());
     assert!(err.to_string().contains("compile-time ceiling"), "{err}");
 }
+
+#[test]
+fn unreadable_secret_files_are_found_at_load() {
+    let dir = std::env::temp_dir().join(format!("heldar-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("mqtt.pass"), "pw\n").expect("write");
+    let text = "[mqtt]\nusername = \"u\"\npassword_file = \"mqtt.pass\"\n\n[[camera]]\nid = \"a\"\nsource = \"rtsp://u@h/s\"\npassword_file = \"missing.pass\"\n";
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("write");
+    let err = config::load(&path).expect_err("missing camera password file");
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].key.as_deref(), Some("camera[0].password_file"));
+    assert_eq!(err.problems[0].line_col.map(|(l, _)| l), Some(8));
+    assert!(err.to_string().contains("missing.pass"), "{err}");
+}

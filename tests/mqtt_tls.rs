@@ -67,13 +67,30 @@ fn tls_broker(dir: &TempDir, user: &str, password: &str) -> (Broker, u16) {
 }
 
 fn tls_node(dir: &TempDir, tls_port: u16, id: &str, password: &str) -> Node {
+    tls_node_with(dir, tls_port, id, password, "ca_file = \"certs/ca.pem\"\n")
+}
+
+fn tls_node_with(dir: &TempDir, tls_port: u16, id: &str, password: &str, extra: &str) -> Node {
     std::fs::write(dir.join("mqtt.pass"), format!("{password}\n")).expect("password file");
     Node::configure(
         &dir.0,
         id,
         &format!("mqtts://localhost:{tls_port}"),
-        &format!("username = \"{id}\"\npassword_file = \"mqtt.pass\"\nca_file = \"certs/ca.pem\"\n"),
+        &format!("username = \"{id}\"\npassword_file = \"mqtt.pass\"\n{extra}"),
     )
+}
+
+#[tokio::test]
+async fn without_ca_file_the_system_roots_are_trusted() {
+    let dir = TempDir::new("tls-system");
+    let (broker, tls_port) = tls_broker(&dir, "tls3", "pw3");
+    let mut watcher = Watcher::connect(broker.port, "watch-tls-system", true, &["heldar/tls3/status"]).await;
+    let mut node = tls_node_with(&dir, tls_port, "tls3", "pw3", "");
+    // rustls-native-certs reads SSL_CERT_FILE: here the system's roots are just the test CA.
+    let ca = dir.join("certs/ca.pem");
+    node.start_with_env(&[], &[("SSL_CERT_FILE", ca.to_str().expect("utf8"))]);
+    let status = watcher.next_on("heldar/tls3/status", Duration::from_secs(5)).await.expect("online over TLS");
+    assert_eq!(status.text(), "online");
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ pub struct RecorderPlan<'a> {
     pub recordings_dir: &'a Path,
     /// H.264 encoder of the board, for sources that are not H.264 already.
     pub encoder: &'a str,
+    /// Also write the video as MPEG-TS to fd 3, for the sampler.
+    pub sample_stream: bool,
 }
 
 /// The ffmpeg arguments (without the program name) that record `plan` into segments.
@@ -66,38 +68,75 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         args.extend(["-c:v", "copy"].map(String::from));
     } else {
         args.extend(encoder_args(plan.encoder, plan.segment_s));
+        if plan.sample_stream {
+            // Behind tee the encoder cannot tell that MP4 needs its parameter sets out of band.
+            args.extend(["-flags:v", "+global_header"].map(String::from));
+        }
     }
-    args.extend(
-        [
-            "-f",
-            "segment",
-            "-segment_time",
-            &plan.segment_s.to_string(),
-            "-segment_format",
-            "mp4",
-            // Fragmented MP4 in 1 s fragments, each written out at once: a segment cut by
-            // kill -9 or a power loss still plays up to its last second.
-            "-segment_format_options",
+    let pattern = plan.recordings_dir.join(layout::segment_pattern(plan.camera)).to_string_lossy().into_owned();
+    let segment_time = plan.segment_s.to_string();
+    let segment: [(&str, &str); 7] = [
+        ("segment_time", &segment_time),
+        ("segment_format", "mp4"),
+        // Fragmented MP4 in 1 s fragments, each written out at once: a segment cut by
+        // kill -9 or a power loss still plays up to its last second.
+        (
+            "segment_format_options",
             "movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000:flush_packets=1",
-            "-reset_timestamps",
-            "1",
-            "-strftime",
-            "1",
-            "-segment_list",
-            "pipe:1",
-            "-segment_list_type",
-            "csv",
-        ]
-        .map(String::from),
-    );
-    args.push(plan.recordings_dir.join(layout::segment_pattern(plan.camera)).to_string_lossy().into_owned());
+        ),
+        ("reset_timestamps", "1"),
+        ("strftime", "1"),
+        ("segment_list", "pipe:1"),
+        ("segment_list_type", "csv"),
+    ];
+    if plan.sample_stream {
+        // One encode or copy, two muxers: the segments, and MPEG-TS on fd 3 for the sampler's
+        // decoder (which runs only while workers take frames). `onfail=ignore` keeps recording
+        // if the sampler side goes away.
+        args.extend(["-f", "tee"].map(String::from));
+        let options: Vec<String> =
+            segment.iter().map(|(k, v)| format!("{k}={}", tee_escape(&option_escape(v)))).collect();
+        args.push(format!(
+            "[f=segment:{}]{}|[f=mpegts:onfail=ignore]pipe\\:3",
+            options.join(":"),
+            tee_escape(&pattern)
+        ));
+    } else {
+        args.extend(["-f", "segment"].map(String::from));
+        for (k, v) in segment {
+            args.push(format!("-{k}"));
+            args.push(v.to_string());
+        }
+        args.push(pattern);
+    }
     args
+}
+
+/// Escapes a value for a muxer's own `key=value:key=value` option parser.
+fn option_escape(value: &str) -> String {
+    escape(value, &[':'])
+}
+
+/// Escapes text for the tee muxer's slave list (`[options]file|[options]file`).
+fn tee_escape(text: &str) -> String {
+    escape(text, &[':', '|', '[', ']'])
+}
+
+fn escape(text: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' || special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Encoder options: a keyframe every 2 s (1 s for odd segment lengths), so every
 /// segment boundary falls on a keyframe and segments last `segment_s`.
 pub fn encoder_args(encoder: &str, segment_s: u64) -> Vec<String> {
-    let every = if segment_s % 2 == 0 { 2 } else { 1 };
+    let every = if segment_s.is_multiple_of(2) { 2 } else { 1 };
     let mut args = vec!["-c:v".to_string(), encoder.to_string()];
     if encoder == "libx264" {
         args.extend(["-preset", "veryfast", "-tune", "zerolatency"].map(String::from));
@@ -148,10 +187,11 @@ pub enum StderrLine {
 pub fn parse_stderr_line(line: &str) -> StderrLine {
     let line = line.trim_end();
     if !line.starts_with('[') {
-        if let Some((key, value)) = line.split_once('=') {
-            if !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return StderrLine::Progress(key.to_string(), value.trim().to_string());
-            }
+        if let Some((key, value)) = line.split_once('=')
+            && !key.is_empty()
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return StderrLine::Progress(key.to_string(), value.trim().to_string());
         }
         return StderrLine::Other;
     }
@@ -161,26 +201,25 @@ pub fn parse_stderr_line(line: &str) -> StderrLine {
         "warning" => return StderrLine::Warning(message.to_string()),
         _ => {}
     }
-    if let Some(rest) = message.strip_prefix("Opening '") {
-        if let Some(path) = rest.strip_suffix("' for writing") {
-            if path.ends_with(".mp4") {
-                return StderrLine::Opening(path.to_string());
-            }
-        }
+    if let Some(rest) = message.strip_prefix("Opening '")
+        && let Some(path) = rest.strip_suffix("' for writing")
+        && path.ends_with(".mp4")
+    {
+        return StderrLine::Opening(path.to_string());
     }
-    if message.trim_start().starts_with("Stream #") {
-        if let Some(video) = message.split_once("Video: ").map(|(_, v)| v) {
-            let codec: String = video.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            let size = video
-                .split([',', ' '])
-                .find_map(|token| {
-                    let (w, h) = token.split_once('x')?;
-                    Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
-                })
-                .filter(|(w, h)| *w > 0 && *h > 0);
-            if let (false, Some((w, h))) = (codec.is_empty(), size) {
-                return StderrLine::Video(codec, w, h);
-            }
+    if message.trim_start().starts_with("Stream #")
+        && let Some(video) = message.split_once("Video: ").map(|(_, v)| v)
+    {
+        let codec: String = video.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let size = video
+            .split([',', ' '])
+            .find_map(|token| {
+                let (w, h) = token.split_once('x')?;
+                Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
+            })
+            .filter(|(w, h)| *w > 0 && *h > 0);
+        if let (false, Some((w, h))) = (codec.is_empty(), size) {
+            return StderrLine::Video(codec, w, h);
         }
     }
     StderrLine::Other
@@ -214,6 +253,7 @@ mod tests {
             segment_s: 60,
             recordings_dir: &dir,
             encoder: "libx264",
+            sample_stream: false,
         })
     }
 
@@ -242,6 +282,30 @@ mod tests {
         assert!(has(&args, &["-f", "rawvideo", "-pix_fmt", "yuyv422", "-video_size", "640x480", "-i", "pipe:0"]));
         let h264 = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::H264 };
         assert!(has(&plan_args(Source::V4l2("/dev/video0".into()), Some(h264)), &["-c:v", "copy"]));
+    }
+
+    #[test]
+    fn a_sampled_camera_writes_segments_and_a_stream_through_tee() {
+        let dir = PathBuf::from("/rec");
+        let source = Source::Rtsp("rtsp://h/s".into());
+        let args = recorder_args(&RecorderPlan {
+            camera: "cam",
+            source: &source,
+            v4l2: None,
+            segment_s: 4,
+            recordings_dir: &dir,
+            encoder: "libx264",
+            sample_stream: true,
+        });
+        assert!(has(&args, &["-f", "tee"]));
+        let slaves = args.last().expect("slaves");
+        assert!(slaves.starts_with("[f=segment:segment_time=4:segment_format=mp4:"), "{slaves}");
+        assert!(slaves.contains(r"default_base_moof\\\:frag_duration=1000000\\\:flush_packets=1"), "{slaves}");
+        assert!(slaves.contains(r"segment_list=pipe\\\:1:"), "{slaves}");
+        assert!(
+            slaves.ends_with(r"]/rec/cam/%Y-%m-%d/%H%M%S.mp4|[f=mpegts:bsfs/v=dump_extra:onfail=ignore]pipe\:3"),
+            "{slaves}"
+        );
     }
 
     #[test]

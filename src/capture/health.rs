@@ -134,10 +134,10 @@ impl CameraHealth {
     /// A segment `[start, end)` closed and was indexed. Returns a `Gap` when one ends here.
     pub fn on_segment(&mut self, start: UnixMs, end: UnixMs) -> Vec<HealthEvent> {
         let mut events = self.on_data(end);
-        if let Some((from, reason)) = self.gap_from.take() {
-            if start.0 - from.0 > GAP_TOLERANCE_MS {
-                events.push(HealthEvent::Gap { start: from, end: start, reason });
-            }
+        if let Some((from, reason)) = self.gap_from.take()
+            && start.0 - from.0 > GAP_TOLERANCE_MS
+        {
+            events.push(HealthEvent::Gap { start: from, end: start, reason });
         }
         self.last_segment_end = Some(end);
         events

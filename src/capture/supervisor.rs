@@ -11,17 +11,19 @@ use crate::mqtt::backoff::{Backoff, clock_jitter};
 use crate::outbox::{EventSink, EventType, NewEvent};
 use crate::recording::index::{self, Gap, NewSegment};
 use crate::recording::layout;
+use crate::sampler::camera::SamplerInput;
 use crate::store::Store;
 use crate::wallclock::UnixMs;
 use rumqttc::QoS;
 use serde_json::json;
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// No progress for this long means the source stalled: ffmpeg is restarted.
@@ -56,6 +58,8 @@ pub struct CameraSupervisor {
     pub mqtt: MqttHandle,
     /// Where `P/stats` finds this camera's state.
     pub states: super::CameraStates,
+    /// The camera's sampler, when it is sampled.
+    pub sampler: Option<mpsc::Sender<SamplerInput>>,
 }
 
 /// Measurements of the current ffmpeg run.
@@ -168,16 +172,31 @@ impl CameraSupervisor {
             segment_s: self.camera.segment_s,
             recordings_dir: &self.recordings_dir,
             encoder: &self.encoder,
+            sample_stream: self.sampler.is_some(),
         };
         let args = ffmpeg::recorder_args(&plan);
         tracing::debug!(camera = %self.id(), args = %scrub(&args.join(" "), &self.secrets), "starting recorder");
+        // The sampler's copy of the stream leaves ffmpeg on fd 3.
+        let stream_pipe = match self.sampler.is_some().then(std::io::pipe).transpose() {
+            Ok(pipe) => pipe,
+            Err(e) => return self.not_started(health, format!("cannot make the sampler pipe: {e}")),
+        };
+        let stream_fd = stream_pipe.as_ref().map(|(_, writer)| writer.as_raw_fd());
         let mut command = Command::new(&self.ffmpeg);
-        // SAFETY: prctl is async-signal-safe; between fork and exec it only sets a flag.
-        // If the service dies (even by SIGKILL), the kernel kills its recorder too, so a
-        // restarted service never finds an orphan still writing its segments.
+        // SAFETY: prctl, dup2 and fcntl are async-signal-safe and only touch the child's
+        // process state between fork and exec. PDEATHSIG: if the service dies (even by
+        // SIGKILL) the kernel kills its recorder too, so a restarted service never finds an
+        // orphan still writing its segments.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = stream_fd {
+                    if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0);
+                    } else if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -197,6 +216,15 @@ impl CameraSupervisor {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return self.not_started(health, "ffmpeg pipes missing".into());
         };
+        if let (Some(sampler), Some((reader, writer))) = (&self.sampler, stream_pipe) {
+            drop(writer);
+            match tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) {
+                Ok(receiver) => {
+                    let _ = sampler.try_send(SamplerInput::Stream(receiver));
+                }
+                Err(e) => tracing::error!(camera = %self.id(), error = %e, "sampler stream unavailable"),
+            }
+        }
         let Some(stdin) = child.stdin.take() else {
             return self.not_started(health, "ffmpeg stdin missing".into());
         };
@@ -313,12 +341,12 @@ impl CameraSupervisor {
             StderrLine::Progress(key, value) => {
                 match key.as_str() {
                     "out_time_us" => {
-                        if let Ok(us) = value.parse::<i64>() {
-                            if us > run.out_time_us {
-                                run.out_time_us = us;
-                                run.last_progress = Instant::now();
-                                run.delivered = true;
-                            }
+                        if let Ok(us) = value.parse::<i64>()
+                            && us > run.out_time_us
+                        {
+                            run.out_time_us = us;
+                            run.last_progress = Instant::now();
+                            run.delivered = true;
                         }
                     }
                     "fps" => run.fps = value.parse().unwrap_or(run.fps),
@@ -334,6 +362,9 @@ impl CameraSupervisor {
                 None
             }
             StderrLine::Video(codec, width, height) => {
+                if let Some(sampler) = &self.sampler {
+                    let _ = sampler.try_send(SamplerInput::Video(width, height));
+                }
                 run.video = Some((codec, width, height));
                 None
             }

@@ -136,10 +136,10 @@ fn capture_thread(
         }
     };
     let Ok(mut out) = sink.recv() else { return };
-    if let Err(e) = stream(&dev, &mut out, stop) {
-        if !stop.load(Ordering::Relaxed) {
-            tracing::warn!(camera, device, error = %format!("{e:#}"), "v4l2 capture ended");
-        }
+    if let Err(e) = stream(&dev, &mut out, stop)
+        && !stop.load(Ordering::Relaxed)
+    {
+        tracing::warn!(camera, device, error = %format!("{e:#}"), "v4l2 capture ended");
     }
 }
 

@@ -109,7 +109,46 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| ConfigError::single(path, None, format!("cannot read: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    load_str(&text, path, base, hostname)
+    let loaded = load_str(&text, path, base, hostname)?;
+    let unreadable = unreadable_files(&loaded.config, base);
+    if !unreadable.is_empty() {
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            problems: unreadable
+                .into_iter()
+                .map(|(key, message)| ConfigProblem { line_col: locate_key(&text, &key), key: Some(key), message })
+                .collect(),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Every `*_file` key whose file cannot be read, with why: found at start, not mid-run.
+fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, &Path)> = Vec::new();
+    let mqtt = &config.mqtt;
+    files.extend(mqtt.password_file.as_deref().map(|f| ("mqtt.password_file".to_string(), f)));
+    files.extend(mqtt.ca_file.as_deref().map(|f| ("mqtt.ca_file".to_string(), f)));
+    for (i, camera) in config.cameras.iter().enumerate() {
+        files.extend(camera.password_file.as_deref().map(|f| (format!("camera[{i}].password_file"), f)));
+    }
+    for (i, dest) in config.backup.destinations.iter().enumerate() {
+        let key = |field: &str| format!("backup.destination[{i}].{field}");
+        files.extend(dest.password_file.as_deref().map(|f| (key("password_file"), f)));
+        files.extend(dest.key_file.as_deref().map(|f| (key("key_file"), f)));
+        files.extend(dest.secret_access_key_file.as_deref().map(|f| (key("secret_access_key_file"), f)));
+        files.extend(dest.rclone_config.as_deref().map(|f| (key("rclone_config"), f)));
+    }
+    for (i, key) in config.commands.keys.iter().enumerate() {
+        files.push((format!("commands.key[{i}].secret_file"), key.secret_file.as_path()));
+    }
+    files
+        .into_iter()
+        .filter_map(|(key, file)| {
+            let path = base.join(file);
+            std::fs::File::open(&path).err().map(|e| (key, format!("cannot read {}: {e}", path.display())))
+        })
+        .collect()
 }
 
 /// Parses and validates config `text` read from `path`; relative paths resolve against `base`.

@@ -195,6 +195,17 @@ pub enum RecordMode {
     Off,
 }
 
+impl RecordMode {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Continuous => "continuous",
+            Self::Events => "events",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// One `[[camera]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +395,19 @@ pub enum DestinationKind {
     Rclone,
 }
 
+impl DestinationKind {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Usb => "usb",
+            Self::Sftp => "sftp",
+            Self::S3 => "s3",
+            Self::Rclone => "rclone",
+        }
+    }
+}
+
 /// One `[[backup.destination]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -472,6 +496,16 @@ pub enum AuthMode {
     Hmac,
     /// Trust the broker's ACL alone.
     None,
+}
+
+impl AuthMode {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hmac => "hmac",
+            Self::None => "none",
+        }
+    }
 }
 
 /// `[commands]`: who may run which command.

@@ -93,10 +93,10 @@ fn validate_mqtt(config: &Config, p: &mut Problems) {
     if !is_topic_prefix(&mqtt.topic_prefix) {
         p.add("mqtt.topic_prefix", "must be a topic prefix without wildcards or leading/trailing '/'");
     }
-    if let Some(id) = &mqtt.client_id {
-        if id.is_empty() || id.len() > 128 {
-            p.add("mqtt.client_id", "must be 1..128 characters");
-        }
+    if let Some(id) = &mqtt.client_id
+        && (id.is_empty() || id.len() > 128)
+    {
+        p.add("mqtt.client_id", "must be 1..128 characters");
     }
     if mqtt.password_file.is_some() && mqtt.username.is_none() {
         p.add("mqtt.password_file", "needs mqtt.username");
@@ -108,21 +108,21 @@ fn validate_mqtt(config: &Config, p: &mut Problems) {
 fn validate_storage(config: &Config, p: &mut Problems) {
     let storage = &config.storage;
     p.range("storage.min_free_percent", storage.min_free_percent, 0.0, 90.0);
-    if let Some(max) = storage.max_bytes {
-        if max.0 < 100 << 20 {
-            p.add("storage.max_bytes", format!("must be at least 100MiB, is {max}"));
-        }
+    if let Some(max) = storage.max_bytes
+        && max.0 < 100 << 20
+    {
+        p.add("storage.max_bytes", format!("must be at least 100MiB, is {max}"));
     }
 }
 
 fn validate_sampler(config: &Config, limits: &BoardLimits, p: &mut Problems) {
-    if let Some(fps) = config.sampler.max_total_fps {
-        if !(fps > 0.0 && fps <= limits.max_total_fps) {
-            p.add(
-                "sampler.max_total_fps",
-                format!("must be above 0 and at most the board's max_total_fps {}, is {fps}", limits.max_total_fps),
-            );
-        }
+    if let Some(fps) = config.sampler.max_total_fps
+        && !(fps > 0.0 && fps <= limits.max_total_fps)
+    {
+        p.add(
+            "sampler.max_total_fps",
+            format!("must be above 0 and at most the board's max_total_fps {}, is {fps}", limits.max_total_fps),
+        );
     }
 }
 
@@ -176,7 +176,7 @@ fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &m
         );
     }
     p.range(format!("{key}.sample_width"), camera.sample_width, 32, 3840);
-    if camera.sample_width % 2 != 0 {
+    if !camera.sample_width.is_multiple_of(2) {
         p.add(format!("{key}.sample_width"), "must be even");
     }
     p.range(format!("{key}.priority"), camera.priority, 0, 1000);
@@ -309,7 +309,7 @@ fn validate_backup(config: &Config, p: &mut Problems) {
 fn validate_destination(dest: &DestinationConfig, key: &str, p: &mut Problems) {
     let mut require = |field: &str, present: bool| {
         if !present {
-            p.add(format!("{key}.{field}"), format!("is required for kind = {:?}", dest.kind));
+            p.add(format!("{key}.{field}"), format!("is required for kind = \"{}\"", dest.kind.name()));
         }
     };
     match dest.kind {

@@ -93,10 +93,10 @@ impl Driver {
             let event = self.eventloop.poll().await;
             let (report, retry_in) = self.handle(event);
             let closed = matches!(report, Some(DriverEvent::Closed));
-            if let Some(report) = report {
-                if self.events.send(report).await.is_err() || closed {
-                    return;
-                }
+            if let Some(report) = report
+                && (self.events.send(report).await.is_err() || closed)
+            {
+                return;
             }
             if let Some(delay) = retry_in {
                 tokio::time::sleep(delay).await;

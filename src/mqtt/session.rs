@@ -31,6 +31,8 @@ const OUTBOX_WINDOW: usize = 32;
 const MQTT_INFLIGHT: u16 = 64;
 /// Retained topics the session restores after a reconnect.
 const RETAINED_MAX: usize = 1024;
+/// Largest MQTT packet the session reads.
+pub const MAX_INCOMING_BYTES: usize = 16 << 20;
 /// How long shutdown waits for the broker to take `offline`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -47,8 +49,11 @@ pub struct SessionSettings {
     pub ca_pem: Option<Vec<u8>>,
     /// Keep-alive interval.
     pub keepalive: Duration,
-    /// Largest packet sent or received.
+    /// Largest packet sent (a frame with its header).
     pub max_packet_bytes: usize,
+    /// Largest packet read; anything larger costs the connection, so this is generous and
+    /// the application refuses oversize messages itself (`max_message_bytes`).
+    pub max_incoming_bytes: usize,
     /// Reconnect backoff floor and cap.
     pub backoff: (Duration, Duration),
 }
@@ -164,7 +169,7 @@ pub fn session(
         .set_keep_alive(settings.keepalive)
         .set_clean_session(true)
         .set_inflight(MQTT_INFLIGHT)
-        .set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes)
+        .set_max_packet_size(settings.max_incoming_bytes, settings.max_packet_bytes)
         .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
     if let Some((user, password)) = &settings.credentials {
         options.set_credentials(user, password);
@@ -172,7 +177,7 @@ pub fn session(
     if settings.url.tls {
         let transport = match &settings.ca_pem {
             Some(ca) => Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }),
-            None => Transport::tls_with_default_config(),
+            None => Transport::Tls(TlsConfiguration::Rustls(system_roots()?)),
         };
         options.set_transport(transport);
     }
@@ -422,6 +427,24 @@ impl Session {
     }
 }
 
+/// A TLS client trusting the system's CA certificates. (rumqttc's own default panics when one
+/// system certificate fails to load; here a bad one is skipped and logged.)
+fn system_roots() -> Result<Arc<rustls::ClientConfig>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    for error in &loaded.errors {
+        tracing::warn!(error = %error, "a system CA certificate could not be loaded");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, ignored) = roots.add_parsable_certificates(loaded.certs);
+    if ignored > 0 {
+        tracing::warn!(ignored, "system CA certificates skipped as unparsable");
+    }
+    if roots.is_empty() {
+        anyhow::bail!("no usable system CA certificates for mqtts://: set mqtt.ca_file");
+    }
+    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
+}
+
 /// Reads the broker password and CA file named by the config.
 pub fn settings_from_config(config: &crate::config::LoadedConfig) -> Result<SessionSettings> {
     let mqtt = &config.config.mqtt;
@@ -452,6 +475,7 @@ pub fn settings_from_config(config: &crate::config::LoadedConfig) -> Result<Sess
         ca_pem,
         keepalive: Duration::from_secs(mqtt.keepalive_s),
         max_packet_bytes: frame_room.max(256 * 1024),
+        max_incoming_bytes: MAX_INCOMING_BYTES,
         backoff: (Duration::from_millis(500), Duration::from_secs(10)),
     })
 }

@@ -94,6 +94,7 @@ pub fn dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
 /// Accumulates pipe reads and hands out whole frames; bounded by `max_bytes`.
 pub struct JpegSplitter {
     buf: Vec<u8>,
+    spare: usize,
     max_bytes: usize,
     /// Frames dropped for exceeding `max_bytes`.
     pub oversize: u64,
@@ -102,20 +103,21 @@ pub struct JpegSplitter {
 impl JpegSplitter {
     /// A splitter for frames of at most `max_bytes`; its buffer is allocated once.
     pub fn new(max_bytes: usize) -> Self {
-        Self { buf: Vec::with_capacity(max_bytes * 2), max_bytes, oversize: 0 }
+        Self { buf: Vec::with_capacity(max_bytes * 2), spare: 0, max_bytes, oversize: 0 }
     }
 
     /// Room for the next read, at most `want` bytes; call `filled` with what was read into it.
     pub fn spare(&mut self, want: usize) -> &mut [u8] {
-        let start = self.buf.len();
+        let start = self.buf.len() - self.spare;
         let room = (self.buf.capacity() - start).clamp(1, want.max(1));
         self.buf.resize(start + room, 0);
+        self.spare = room;
         &mut self.buf[start..]
     }
 
     /// Keeps `read` bytes of the last `spare` slice and hands every complete frame to `frame`.
-    pub fn filled(&mut self, spare_len: usize, read: usize, mut frame: impl FnMut(&[u8])) {
-        let keep = self.buf.len() - spare_len + read;
+    pub fn filled(&mut self, read: usize, mut frame: impl FnMut(&[u8])) {
+        let keep = self.buf.len() - std::mem::take(&mut self.spare) + read.min(self.buf.len());
         self.buf.truncate(keep);
         loop {
             match scan(&self.buf) {
@@ -176,9 +178,8 @@ mod tests {
         let mut frames = Vec::new();
         for chunk in stream.chunks(5) {
             let spare = splitter.spare(chunk.len());
-            let spare_len = spare.len();
             spare[..chunk.len()].copy_from_slice(chunk);
-            splitter.filled(spare_len, chunk.len(), |f| frames.push(f.to_vec()));
+            splitter.filled(chunk.len(), |f| frames.push(f.to_vec()));
         }
         assert_eq!(frames, vec![a.clone(), b, a]);
     }
@@ -192,9 +193,8 @@ mod tests {
         let mut frames = Vec::new();
         for chunk in stream.chunks(40) {
             let spare = splitter.spare(chunk.len());
-            let spare_len = spare.len();
             spare[..chunk.len()].copy_from_slice(chunk);
-            splitter.filled(spare_len, chunk.len(), |f| frames.push(f.to_vec()));
+            splitter.filled(chunk.len(), |f| frames.push(f.to_vec()));
         }
         assert_eq!(frames, vec![small]);
         assert_eq!(splitter.oversize, 1);

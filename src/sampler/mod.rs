@@ -1,6 +1,8 @@
 //! The sampler: JPEG frames for perception workers, within a global budget.
 
 pub mod budget;
+pub mod camera;
 pub mod jpeg;
 pub mod offered;
+pub mod planner;
 pub mod ring;

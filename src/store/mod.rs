@@ -1,7 +1,7 @@
 //! The index store: one SQLite connection owned by its own thread behind a
 //! bounded channel, so no async task ever blocks on SQLite. Jobs that queue up
 //! run together in one transaction (each in its own savepoint), which keeps
-//! writes batched on SD cards; a job's result is delivered after the commit.
+//! writes batched on SD cards; a job's result is delivered after the commit is durable.
 
 pub mod migrations;
 
@@ -45,8 +45,10 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     }
     let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // WAL + NORMAL survives a killed process; a power cut may lose the last commits but never corrupts.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // FULL: a commit is on the disk before its job resolves, so an event is durable before it
+    // is published (a power cut must not lose it, nor hand its seq to another event). Jobs are
+    // batched into one transaction, so this costs one sync per batch, not per write.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrations::migrate(&mut conn).with_context(|| format!("migrating {}", path.display()))?;

@@ -1,6 +1,8 @@
 //! Perception workers: their status, and the detections they send back.
 
 pub mod detections;
+pub mod errors;
+pub mod intake;
 pub mod status;
 
 /// Why an incoming message was refused; published on `P/errors` and counted by `reason`.

@@ -106,7 +106,8 @@ impl WorkerRegistry {
 
     /// How many are online and what they take.
     pub fn summary(&self) -> WorkerSummary {
-        let cap_fps = self.online.values().map(|s| s.max_fps).sum::<Option<f64>>();
+        // No worker online: no cap, so `P/tasks` still shows what a worker would be offered.
+        let cap_fps = if self.online.is_empty() { None } else { self.online.values().map(|s| s.max_fps).sum() };
         WorkerSummary { online: self.online.len(), cap_fps }
     }
 

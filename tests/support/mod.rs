@@ -183,6 +183,11 @@ impl Node {
 
     /// Starts `heldar-edge run` with `args`; logs go to `node.log` in its directory.
     pub fn start(&mut self, args: &[&str]) {
+        self.start_with_env(args, &[]);
+    }
+
+    /// Like `start`, with more environment variables.
+    pub fn start_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).expect("node.log");
         let child = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
@@ -191,6 +196,7 @@ impl Node {
             .arg(&self.config)
             .args(args)
             .env("HELDAR_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -293,7 +299,7 @@ impl Watcher {
     /// Connects as `client_id` (`clean` session or persistent) and subscribes to `filters` with QoS 1.
     pub async fn connect(port: u16, client_id: &str, clean: bool, filters: &[&str]) -> Self {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-        options.set_clean_session(clean).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(1 << 22, 1 << 22);
+        options.set_clean_session(clean).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(32 << 20, 32 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
