@@ -96,10 +96,12 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         args.extend(["-f", "tee"].map(String::from));
         let options: Vec<String> =
             segment.iter().map(|(k, v)| format!("{k}={}", tee_escape(&option_escape(v)))).collect();
+        // dump_extra repeats the parameter sets at keyframes: a decoder may join mid-stream.
         args.push(format!(
-            "[f=segment:{}]{}|[f=mpegts:onfail=ignore]pipe\\:3",
+            "[f=segment:{}]{}|[f=mpegts:bsfs/v=dump_extra:onfail=ignore]{}",
             options.join(":"),
-            tee_escape(&pattern)
+            tee_escape(&pattern),
+            tee_escape("pipe:3")
         ));
     } else {
         args.extend(["-f", "segment"].map(String::from));
