@@ -245,6 +245,21 @@ impl CameraSampler {
     }
 }
 
+/// A `P/frames/<cam>` payload: one line of JSON header, `\n`, the JPEG.
+pub fn frame_message(camera: &str, meta: &FrameMeta, jpeg: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut payload = Vec::with_capacity(jpeg.len() + 160);
+    // Written field by field: no intermediate JSON value per frame.
+    let _ = write!(
+        payload,
+        r#"{{"v":1,"camera":"{camera}","seq":{},"ts":"{}","width":{},"height":{},"format":"jpeg"}}"#,
+        meta.seq, meta.ts, meta.width, meta.height
+    );
+    payload.push(b'\n');
+    payload.extend_from_slice(jpeg);
+    payload
+}
+
 struct Publisher<'a> {
     sampler: &'a CameraSampler,
     counters: &'a SamplerCounters,
@@ -266,15 +281,7 @@ impl Publisher<'_> {
             return;
         }
         let camera = &self.sampler.camera;
-        let header = serde_json::json!({
-            "v": 1, "camera": camera, "seq": *seq, "ts": ts.to_rfc3339(),
-            "width": width, "height": height, "format": "jpeg",
-        })
-        .to_string();
-        let mut payload = Vec::with_capacity(header.len() + 1 + jpeg_bytes.len());
-        payload.extend_from_slice(header.as_bytes());
-        payload.push(b'\n');
-        payload.extend_from_slice(jpeg_bytes);
+        let payload = frame_message(camera, &meta, jpeg_bytes);
         self.sampler.offered.offer(camera, *seq, ts);
         let topic = format!("{}/frames/{camera}", self.sampler.mqtt.topics().root());
         self.sampler.mqtt.publish(topic, payload, QoS::AtMostOnce, false);
@@ -306,6 +313,20 @@ mod tests {
         assert_eq!(scaled_height(640, (1280, 720)), 360);
         assert_eq!(scaled_height(640, (640, 480)), 480);
         assert_eq!(scaled_height(320, (1000, 333)), 106);
+    }
+
+    #[test]
+    fn frame_message_is_a_json_line_then_the_jpeg() {
+        let meta = FrameMeta { seq: 7, ts: UnixMs(1000), width: 640, height: 360 };
+        let payload = frame_message("front", &meta, &[0xFF, 0xD8, 0xFF, 0xD9]);
+        let newline = payload.iter().position(|b| *b == b'\n').expect("newline");
+        let header: serde_json::Value = serde_json::from_slice(&payload[..newline]).expect("json");
+        assert_eq!(
+            header,
+            serde_json::json!({"v": 1, "camera": "front", "seq": 7, "ts": "1970-01-01T00:00:01.000Z",
+                "width": 640, "height": 360, "format": "jpeg"})
+        );
+        assert_eq!(&payload[newline + 1..], &[0xFF, 0xD8, 0xFF, 0xD9]);
     }
 
     #[test]

@@ -342,6 +342,11 @@ impl Watcher {
         }
     }
 
+    /// The next message on any topic.
+    pub async fn next_any(&mut self) -> Option<Message> {
+        self.rx.recv().await
+    }
+
     /// Messages until `done` says stop or `timeout` passes.
     pub async fn collect(&mut self, timeout: Duration, mut done: impl FnMut(&[Message]) -> bool) -> Vec<Message> {
         let deadline = tokio::time::Instant::now() + timeout;
