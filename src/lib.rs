@@ -16,3 +16,4 @@ pub mod stats;
 pub mod store;
 pub mod wallclock;
 pub mod workers;
+pub mod zones;
