@@ -15,6 +15,8 @@ use crate::wallclock::UnixMs;
 use crate::workers::errors::ErrorReporter;
 use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
 use crate::workers::status::{WorkerRegistry, WorkerSummary};
+use crate::zones::engine::ZoneEngine;
+use crate::zones::service::{ZoneCounters, ZoneService};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +58,11 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         detections: LatestDetections::default(),
         intake: Arc::new(IntakeCounters::default()),
         offered: Arc::new(OfferedFrames::new(config.config.cameras.iter().map(|c| c.id.as_str()))),
+        zones: Arc::default(),
     };
     let (summary_tx, summary_rx) = watch::channel(WorkerSummary { online: 0, cap_fps: None });
-    let mut background = start_workers(&config, &events, &parts, (status_rx, detections_rx), summary_tx);
+    let mut background =
+        start_workers(&config, (&events, &store, &mqtt), &parts, (status_rx, detections_rx), summary_tx);
     let stats = crate::stats::StatsSources {
         mqtt: mqtt.clone(),
         store: store.clone(),
@@ -68,6 +72,7 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         detections: parts.detections.clone(),
         intake: parts.intake.clone(),
         workers: summary_rx.clone(),
+        zones: parts.zones.clone(),
     };
     let identity = (config.node_id.clone(), config.config.node.board.clone());
     background.push(tokio::spawn(crate::stats::run(
@@ -119,6 +124,7 @@ struct Parts {
     detections: LatestDetections,
     intake: Arc<IntakeCounters>,
     offered: Arc<OfferedFrames>,
+    zones: Arc<std::sync::Mutex<ZoneCounters>>,
 }
 
 type Incoming = mpsc::Receiver<mqtt::IncomingMessage>;
@@ -126,7 +132,7 @@ type Incoming = mpsc::Receiver<mqtt::IncomingMessage>;
 /// Starts following workers and taking their detections.
 fn start_workers(
     config: &LoadedConfig,
-    events: &EventSink,
+    (events, store, mqtt): (&EventSink, &Store, &mqtt::MqttHandle),
     parts: &Parts,
     (statuses, detections): (Incoming, Incoming),
     summary: watch::Sender<WorkerSummary>,
@@ -137,8 +143,25 @@ fn start_workers(
         max_detections: limits.max_detections_per_message,
         max_bytes: limits.max_message_bytes.0 as usize,
     };
-    // The seam the zone engine plugs into; until then the latest batch per camera is kept for stats.
+    // The seam between detections and the zone engines.
     let (batches_tx, batches_rx) = mpsc::channel(256);
+    let engines = config
+        .config
+        .cameras
+        .iter()
+        .filter(|c| !c.zones.is_empty())
+        .map(|c| (c.id.clone(), ZoneEngine::new(&c.zones, limits.max_tracks_per_camera)))
+        .collect();
+    let zones = ZoneService {
+        engines,
+        events: events.clone(),
+        store: store.clone(),
+        mqtt: mqtt.clone(),
+        pre_roll: Duration::from_secs(config.config.events.pre_roll_s),
+        post_roll: Duration::from_secs(config.config.events.post_roll_s),
+        latest: parts.detections.clone(),
+        stats: parts.zones.clone(),
+    };
     vec![
         tokio::spawn(intake::watch_workers(statuses, registry, summary, events.clone(), parts.errors.clone())),
         tokio::spawn(intake::take_detections(
@@ -149,7 +172,7 @@ fn start_workers(
             batches_tx,
             parts.intake.clone(),
         )),
-        tokio::spawn(intake::keep_latest(batches_rx, parts.detections.clone())),
+        tokio::spawn(zones.run(batches_rx)),
     ]
 }
 

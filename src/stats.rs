@@ -90,6 +90,8 @@ pub struct StatsSources {
     pub intake: std::sync::Arc<crate::workers::intake::IntakeCounters>,
     /// Online workers.
     pub workers: tokio::sync::watch::Receiver<crate::workers::status::WorkerSummary>,
+    /// Zone events and locks.
+    pub zones: std::sync::Arc<std::sync::Mutex<crate::zones::service::ZoneCounters>>,
 }
 
 impl StatsSources {
@@ -110,6 +112,10 @@ impl StatsSources {
                 }),
             ),
             ("rejects", self.errors.snapshot()),
+            ("zones", {
+                let z = *self.zones.lock().unwrap_or_else(|p| p.into_inner());
+                json!({"events": z.events, "locks": z.locks})
+            }),
         ]
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod index;
 pub mod layout;
+pub mod locks;
 pub mod reconcile;

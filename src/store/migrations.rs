@@ -8,6 +8,7 @@ use rusqlite::Connection;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_outbox", include_str!("../../migrations/0001_outbox.sql")),
     ("0002_segments", include_str!("../../migrations/0002_segments.sql")),
+    ("0003_locks", include_str!("../../migrations/0003_locks.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

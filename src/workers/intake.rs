@@ -101,18 +101,16 @@ pub struct IntakeCounters {
     pub consumer_full: AtomicU64,
 }
 
-/// The detection consumer until the zone engine takes the seam: keeps each camera's latest batch.
-pub async fn keep_latest(mut batches: mpsc::Receiver<DetectionBatch>, latest: LatestDetections) {
-    while let Some(batch) = batches.recv().await {
-        latest.0.lock().unwrap_or_else(|p| p.into_inner()).insert(batch.camera.clone(), batch);
-    }
-}
-
 /// Each camera's latest accepted batch, for `P/stats`.
 #[derive(Clone, Default)]
 pub struct LatestDetections(Arc<Mutex<BTreeMap<String, DetectionBatch>>>);
 
 impl LatestDetections {
+    /// Keeps `batch` as its camera's latest.
+    pub fn record(&self, batch: &DetectionBatch) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(batch.camera.clone(), batch.clone());
+    }
+
     /// Summaries by camera: worker, seq, ts and the labels found.
     pub fn snapshot(&self) -> serde_json::Value {
         let latest = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -384,6 +384,11 @@ impl ZoneEngine {
         }
     }
 
+    /// Ids of the tracks inside zone `zone` now.
+    pub fn inside(&self, zone: usize) -> impl Iterator<Item = &TrackId> {
+        self.tracks.iter().filter(move |t| t.zones.get(zone).is_some_and(|z| z.inside)).map(|t| &t.snapshot.id)
+    }
+
     /// Total occupancy of each zone after the last call.
     pub fn occupancy(&self) -> &[u32] {
         &self.occupancy

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod geometry;
+pub mod service;
 
 #[cfg(test)]
 mod engine_tests;
