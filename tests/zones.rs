@@ -5,7 +5,7 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::Duration;
 use support::{Broker, Message, Node, TempDir, Watcher};
 
@@ -37,8 +37,19 @@ async fn a_walk_through_a_zone_and_across_a_line_gives_events_occupancy_and_lock
 
     // Bottom centre of the person's box, frame by frame: outside, into the yard, out, across the gate.
     let path: Vec<(f64, f64)> = vec![
-        (0.1, 0.4), (0.1, 0.4), (0.3, 0.4), (0.35, 0.4), (0.4, 0.45), (0.45, 0.45), (0.5, 0.5),
-        (0.65, 0.5), (0.66, 0.5), (0.75, 0.5), (0.8, 0.5), (0.85, 0.5), (0.85, 0.5),
+        (0.1, 0.4),
+        (0.1, 0.4),
+        (0.3, 0.4),
+        (0.35, 0.4),
+        (0.4, 0.45),
+        (0.45, 0.45),
+        (0.5, 0.5),
+        (0.65, 0.5),
+        (0.66, 0.5),
+        (0.75, 0.5),
+        (0.8, 0.5),
+        (0.85, 0.5),
+        (0.85, 0.5),
     ];
     let mut seen: Vec<Message> = Vec::new();
     let mut step = 0;
@@ -83,9 +94,8 @@ async fn a_walk_through_a_zone_and_across_a_line_gives_events_occupancy_and_lock
         .filter(|m| m.topic.starts_with("heldar/zn/zones/lab/yard/"))
         .map(|m| (m.topic.rsplit('/').next().unwrap_or("").to_string(), m.text()))
         .collect();
-    let values = |label: &str| -> Vec<String> {
-        occupancy.iter().filter(|(l, _)| l == label).map(|(_, v)| v.clone()).collect()
-    };
+    let values =
+        |label: &str| -> Vec<String> { occupancy.iter().filter(|(l, _)| l == label).map(|(_, v)| v.clone()).collect() };
     assert_eq!(values("person"), ["1", "0"], "{occupancy:?}");
     assert_eq!(values("all"), ["0", "1", "0"], "all starts at 0: {occupancy:?}");
 
