@@ -159,12 +159,12 @@ fn end_to_end(seconds: u64) {
             }
             let newline = m.payload.iter().position(|b| *b == b'\n').expect("header");
             let header: serde_json::Value = serde_json::from_slice(&m.payload[..newline]).expect("json");
-            for w in 0..WORKERS {
-                inside[w] = !inside[w];
-                let (x, y) = if inside[w] { (0.4, 0.4) } else { (0.8, 0.8) };
+            for (w, inside) in inside.iter_mut().enumerate() {
+                *inside = !*inside;
+                let (x, y) = if *inside { (0.4, 0.4) } else { (0.8, 0.8) };
                 let message = serde_json::json!({"v": 1, "worker": format!("w{w}"), "camera": "lab", "seq": header["seq"], "ts": header["ts"],
                     "detections": [{"label": "person", "confidence": 0.9, "bbox": [x - 0.05, y - 0.1, 0.1, 0.1], "track_id": format!("t{w}")}]});
-                let kind = if inside[w] { "zone_enter" } else { "zone_exit" };
+                let kind = if *inside { "zone_enter" } else { "zone_exit" };
                 sent.insert(format!("t{w}-\"{kind}\""), std::time::Instant::now());
                 watcher.client.publish("heldar/zb/detections/lab", rumqttc::QoS::AtLeastOnce, false, message.to_string()).await.expect("publish");
                 messages += 1;
