@@ -17,6 +17,11 @@ pub enum Command {
         /// Config file.
         config: PathBuf,
     },
+    /// Run retention once on the node's index and recordings.
+    Sweep {
+        /// Config file.
+        config: PathBuf,
+    },
     /// Print the version.
     Version,
     /// Print usage.
@@ -30,6 +35,7 @@ usage: heldar-edge <command> [options]
 commands:
   run   [-c FILE]    run the service (default config /etc/heldar/config.toml)
   check [-c FILE]    validate the config, print a summary; exit 0 when valid
+  sweep [-c FILE]    run retention now (also while the service runs) and print what it deleted
   version            print the version
 
 options:
@@ -46,7 +52,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let command = match args.next().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
-        Some(command @ ("run" | "check")) => command,
+        Some(command @ ("run" | "check" | "sweep")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
@@ -66,6 +72,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
     Ok(match command {
         "run" => Command::Run { config, emit_test_events },
+        "sweep" => Command::Sweep { config },
         _ => Command::Check { config },
     })
 }
@@ -97,6 +104,7 @@ mod tests {
             Ok(Command::Run { config: crate::config::DEFAULT_CONFIG_PATH.into(), emit_test_events: 5 })
         );
         assert_eq!(parse(&args(&["version"])), Ok(Command::Version));
+        assert_eq!(parse(&args(&["sweep", "-c", "x.toml"])), Ok(Command::Sweep { config: "x.toml".into() }));
         assert_eq!(parse(&args(&[])), Ok(Command::Help));
     }
 

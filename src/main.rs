@@ -33,6 +33,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sweep { config } => {
+            logging::init();
+            let loaded = match config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime().and_then(|rt| rt.block_on(service::sweep_once(loaded))) {
+                Ok(report) => {
+                    println!(
+                        "deleted {} aged and {} segments for space, {} bytes freed{}",
+                        report.aged,
+                        report.for_space,
+                        report.freed,
+                        if report.short { "; storage still short: only locked or in-use footage is left" } else { "" }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("heldar-edge sweep: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, emit_test_events } => {
             logging::init();
             let loaded = match config::load(&config) {
@@ -44,7 +70,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the async runtime");
@@ -60,6 +86,10 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn summary(loaded: &LoadedConfig) -> String {

@@ -6,6 +6,7 @@ use crate::config::LoadedConfig;
 use crate::config::schema::RecordMode;
 use crate::mqtt::{self, Subscription, Topics};
 use crate::outbox::{EventSink, EventType, NewEvent};
+use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::sampler::budget::SampleDemand;
 use crate::sampler::camera::{CameraSampler, SamplerBoard};
 use crate::sampler::offered::OfferedFrames;
@@ -59,6 +60,7 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         intake: Arc::new(IntakeCounters::default()),
         offered: Arc::new(OfferedFrames::new(config.config.cameras.iter().map(|c| c.id.as_str()))),
         zones: Arc::default(),
+        reads: ReadLocks::default(),
     };
     let (summary_tx, summary_rx) = watch::channel(WorkerSummary { online: 0, cap_fps: None });
     let mut background =
@@ -80,6 +82,9 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         identity,
         Duration::from_secs(config.config.mqtt.stats_interval_s),
     )));
+    let sweeper = Sweeper::new(&config, store.clone(), parts.reads.clone());
+    let sweep_every = Duration::from_secs(config.config.storage.sweep_interval_s);
+    background.push(tokio::spawn(sweeper.run(events.clone(), sweep_every)));
     if options.emit_test_events > 0 {
         background.push(tokio::spawn(emit_test_events(events.clone(), options.emit_test_events)));
     }
@@ -125,6 +130,7 @@ struct Parts {
     intake: Arc<IntakeCounters>,
     offered: Arc<OfferedFrames>,
     zones: Arc<std::sync::Mutex<ZoneCounters>>,
+    reads: ReadLocks,
 }
 
 type Incoming = mpsc::Receiver<mqtt::IncomingMessage>;
@@ -275,6 +281,15 @@ async fn start_cameras(
     };
     background.push(tokio::spawn(planner.run()));
     Ok(supervisors)
+}
+
+/// `heldar-edge sweep`: one retention pass on the index and recordings of `config`.
+pub async fn sweep_once(config: LoadedConfig) -> Result<crate::recording::sweeper::SweepReport> {
+    let (store, store_thread) = Store::open(&config.index_path())?;
+    let report = Sweeper::new(&config, store.clone(), ReadLocks::default()).sweep(UnixMs::now()).await;
+    drop(store);
+    tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
+    report
 }
 
 async fn emit_test_events(events: EventSink, count: u64) {

@@ -10,7 +10,7 @@ use support::{Broker, Message, Node, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_online_within_2s_and_offline_by_last_will_after_kill_9() {
     let dir = TempDir::new("status");
     let broker = Broker::start(&dir.join("broker"));
@@ -41,7 +41,7 @@ async fn status_is_online_within_2s_and_offline_by_last_will_after_kill_9() {
     assert_eq!(retained.text(), "offline");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_publishes_offline_and_exits_cleanly() {
     let dir = TempDir::new("sigterm");
     let broker = Broker::start(&dir.join("broker"));
@@ -58,7 +58,7 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
     assert!(node.log().contains("stopped"), "{}", node.log());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_at_start_is_joined_when_it_appears() {
     let dir = TempDir::new("late-broker");
     let port = support::free_port();
@@ -102,7 +102,7 @@ async fn persistent_watcher_then_broker_down(broker: &mut Broker, client: &str, 
     broker.stop();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_delivers_1000_events_emitted_while_the_broker_is_down() {
     let dir = TempDir::new("outbox-outage");
     let mut broker = Broker::start(&dir.join("broker"));
@@ -124,7 +124,7 @@ async fn outbox_delivers_1000_events_emitted_while_the_broker_is_down() {
     });
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_events_survive_kill_9_before_the_broker_returns() {
     let dir = TempDir::new("outbox-kill");
     let mut broker = Broker::start(&dir.join("broker"));

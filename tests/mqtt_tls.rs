@@ -80,7 +80,7 @@ fn tls_node_with(dir: &TempDir, tls_port: u16, id: &str, password: &str, extra: 
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_ca_file_the_system_roots_are_trusted() {
     let dir = TempDir::new("tls-system");
     let (broker, tls_port) = tls_broker(&dir, "tls3", "pw3");
@@ -93,7 +93,7 @@ async fn without_ca_file_the_system_roots_are_trusted() {
     assert_eq!(status.text(), "online");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_over_tls_with_ca_file_and_password_file() {
     let dir = TempDir::new("tls");
     let (broker, tls_port) = tls_broker(&dir, "tls1", "s3cret pass");
@@ -104,7 +104,7 @@ async fn connects_over_tls_with_ca_file_and_password_file() {
     assert_eq!(status.text(), "online");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_logged_and_retried_without_exiting() {
     let dir = TempDir::new("tls-bad");
     let (broker, tls_port) = tls_broker(&dir, "tls2", "right");

@@ -20,7 +20,7 @@ fn events<'a>(messages: &'a [Message], kind: &str) -> Vec<&'a Message> {
     messages.iter().filter(|m| m.topic.contains("/events/") && m.topic.ends_with(&format!("/{kind}"))).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtsp_segments_are_indexed_as_they_close_and_play() {
     let dir = TempDir::new("rtsp-record");
     let broker = Broker::start(&dir.join("broker"));
@@ -69,7 +69,7 @@ async fn rtsp_segments_are_indexed_as_they_close_and_play() {
     eprintln!("time from run to the first indexed segment: {first_indexed:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_gives_one_offline_event_a_gap_and_online_again() {
     let dir = TempDir::new("rtsp-outage");
     let broker = Broker::start(&dir.join("broker"));
@@ -100,7 +100,7 @@ async fn an_outage_gives_one_offline_event_a_gap_and_online_again() {
     assert_eq!(node.count("SELECT count(*) FROM recording_gaps WHERE camera = 'yard'"), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_cut_by_kill_9_is_indexed_and_plays_after_restart() {
     let dir = TempDir::new("rtsp-kill");
     let broker = Broker::start(&dir.join("broker"));
@@ -145,7 +145,7 @@ fn recorded_files(node: &Node) -> Vec<String> {
     files
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sources_retry_with_a_clear_state_and_leave_the_others_recording() {
     let dir = TempDir::new("rtsp-bad");
     let broker = Broker::start(&dir.join("broker"));
@@ -190,7 +190,7 @@ fn last_state(messages: &[Message], camera: &str) -> Option<serde_json::Value> {
     messages.iter().rev().find(|m| m.topic.ends_with(&format!("/cameras/{camera}/state"))).map(Message::json)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_password_is_spliced_in_and_never_logged() {
     let dir = TempDir::new("rtsp-password");
     let broker = Broker::start(&dir.join("broker"));

@@ -25,7 +25,7 @@ async fn announce(watcher: &Watcher, node: &str, worker: &str, status: Value) {
         .expect("status");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_flow_only_while_a_worker_is_online_at_the_planned_rate() {
     let dir = TempDir::new("sampling-rate");
     let broker = Broker::start(&dir.join("broker"));
@@ -83,7 +83,7 @@ async fn frames_flow_only_while_a_worker_is_online_at_the_planned_rate() {
     let _ = node.terminate(15 * SECOND);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_detections_are_refused_with_a_reason_and_good_ones_accepted_once() {
     let dir = TempDir::new("sampling-detections");
     let broker = Broker::start(&dir.join("broker"));

@@ -11,7 +11,7 @@ use support::{Broker, Message, Node, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_walk_through_a_zone_and_across_a_line_gives_events_occupancy_and_locks() {
     let dir = TempDir::new("zones");
     let broker = Broker::start(&dir.join("broker"));

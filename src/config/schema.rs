@@ -130,12 +130,24 @@ pub struct StorageConfig {
     pub min_free_percent: f64,
     /// Optional cap on all recordings.
     pub max_bytes: Option<ByteSize>,
+    /// Seconds between retention sweeps.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_s: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { recordings_dir: None, min_free_percent: default_min_free_percent(), max_bytes: None }
+        Self {
+            recordings_dir: None,
+            min_free_percent: default_min_free_percent(),
+            max_bytes: None,
+            sweep_interval_s: default_sweep_interval(),
+        }
     }
+}
+
+fn default_sweep_interval() -> u64 {
+    60
 }
 
 fn default_min_free_percent() -> f64 {

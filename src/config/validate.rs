@@ -108,6 +108,7 @@ fn validate_mqtt(config: &Config, p: &mut Problems) {
 fn validate_storage(config: &Config, p: &mut Problems) {
     let storage = &config.storage;
     p.range("storage.min_free_percent", storage.min_free_percent, 0.0, 90.0);
+    p.range("storage.sweep_interval_s", storage.sweep_interval_s, 1, 3600);
     if let Some(max) = storage.max_bytes
         && max.0 < 100 << 20
     {

@@ -5,3 +5,5 @@ pub mod index;
 pub mod layout;
 pub mod locks;
 pub mod reconcile;
+pub mod retention;
+pub mod sweeper;

@@ -303,7 +303,8 @@ impl Watcher {
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let subscriptions = filters.len();
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let subscriber = client.clone();
         let task = tokio::spawn(async move {
             let mut acked = 0;
             loop {
@@ -312,9 +313,16 @@ impl Watcher {
                         let _ =
                             tx.send(Message { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
                     }
+                    // (Re)subscribe on every connection: a test that blocks its thread may
+                    // miss keep-alives and be reconnected with a clean session.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for filter in &filters {
+                            let _ = subscriber.try_subscribe(filter.as_str(), QoS::AtLeastOnce);
+                        }
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         acked += 1;
-                        if acked == subscriptions {
+                        if acked == filters.len() {
                             let _ = ready_tx.send(());
                         }
                     }
@@ -323,9 +331,6 @@ impl Watcher {
                 }
             }
         });
-        for filter in filters {
-            client.subscribe(*filter, QoS::AtLeastOnce).await.expect("subscribe");
-        }
         tokio::time::timeout(Duration::from_secs(10), ready_rx.recv()).await.expect("SUBACK in time");
         Self { client, rx, task }
     }

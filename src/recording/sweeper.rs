@@ -1,0 +1,364 @@
+//! The retention sweep: ages footage out per camera, then frees space oldest
+//! first, never touching locked or in-use segments; deletes file then row, in
+//! batches (a crash between the two is repaired by reconciliation).
+
+use super::index::{self, SegmentRow};
+use super::retention::{self, Candidate, Limits, Reason, Space};
+use crate::config::LoadedConfig;
+use crate::config::schema::RecordMode;
+use crate::outbox::{EventSink, EventType, NewEvent};
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use anyhow::{Context, Result};
+use rusqlite::{Connection, params};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Segments examined per query.
+const PAGE: usize = 500;
+/// Cameras no longer configured keep footage this long.
+const ORPHAN_RETAIN_DAYS: u64 = 7;
+
+/// Segments being read (backup, export): retention leaves them alone.
+#[derive(Clone, Default)]
+pub struct ReadLocks(Arc<Mutex<HashMap<i64, usize>>>);
+
+impl ReadLocks {
+    /// Marks `ids` in use until the guard is dropped.
+    pub fn hold(&self, ids: &[i64]) -> ReadGuard {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            *held.entry(*id).or_insert(0) += 1;
+        }
+        ReadGuard { locks: self.clone(), ids: ids.to_vec() }
+    }
+
+    fn in_use(&self, id: i64) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
+    }
+}
+
+/// Releases read locks when dropped.
+pub struct ReadGuard {
+    locks: ReadLocks,
+    ids: Vec<i64>,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut held = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &self.ids {
+            if let Some(n) = held.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Segments deleted because they aged out.
+    pub aged: usize,
+    /// Segments deleted to free space.
+    pub for_space: usize,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Storage is still short: only locked or in-use footage is left.
+    pub short: bool,
+}
+
+/// Retention settings from the config.
+#[derive(Clone)]
+pub struct Sweeper {
+    store: Store,
+    recordings_dir: PathBuf,
+    retain: BTreeMap<String, (RecordMode, u64)>,
+    pre_roll_ms: i64,
+    min_free_percent: f64,
+    max_bytes: Option<u64>,
+    reads: ReadLocks,
+}
+
+/// Free and total bytes of the file system holding `dir`.
+pub fn disk_space(dir: &Path) -> Result<(u64, u64)> {
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).context("path with a NUL byte")?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("statvfs {}", dir.display()));
+    }
+    let unit = stat.f_frsize as u64;
+    Ok((stat.f_bavail as u64 * unit, stat.f_blocks as u64 * unit))
+}
+
+impl Sweeper {
+    /// A sweeper for `config`'s cameras and storage limits.
+    pub fn new(config: &LoadedConfig, store: Store, reads: ReadLocks) -> Self {
+        let retain = config.config.cameras.iter().map(|c| (c.id.clone(), (c.record, c.retain_days))).collect();
+        Self {
+            store,
+            recordings_dir: config.recordings_dir.clone(),
+            retain,
+            pre_roll_ms: config.config.events.pre_roll_s as i64 * 1000,
+            min_free_percent: config.config.storage.min_free_percent,
+            max_bytes: config.config.storage.max_bytes.map(|b| b.0),
+            reads,
+        }
+    }
+
+    fn cutoff(&self, camera: &str, now: UnixMs) -> UnixMs {
+        let days = |d: u64| d as i64 * 86_400_000;
+        match self.retain.get(camera) {
+            // `events` mode keeps unlocked footage only as pre-roll for the next event.
+            Some((RecordMode::Events, _)) => UnixMs(now.0 - self.pre_roll_ms),
+            Some((_, retain_days)) => UnixMs(now.0 - days(*retain_days)),
+            None => UnixMs(now.0 - days(ORPHAN_RETAIN_DAYS)),
+        }
+    }
+
+    /// One sweep at `now`.
+    pub async fn sweep(&self, now: UnixMs) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let (free, total) = disk_space(&self.recordings_dir)?;
+        let recordings: u64 = self.store.call(index::camera_totals).await?.iter().map(|t| t.bytes).sum();
+        let mut space = Space { free, total, recordings };
+        let cameras: Vec<String> = self.store.call(distinct_cameras).await?;
+        // Age first, per camera, so a short retention is not held up by another camera's older footage.
+        for camera in cameras {
+            let cutoff = self.cutoff(&camera, now);
+            let limits = Limits { cutoffs: [(camera.clone(), cutoff)].into(), min_free_percent: 0.0, max_bytes: None };
+            let mut after = (i64::MIN, i64::MIN);
+            loop {
+                let page = self.page(Some((camera.clone(), cutoff)), after).await?;
+                let Some(last) = page.last() else { break };
+                after = (last.segment.start.0, last.id);
+                self.apply(&page, &limits, &mut space, &mut report).await?;
+                if page.len() < PAGE {
+                    break;
+                }
+            }
+        }
+        // Then oldest first across cameras while storage is out of bounds.
+        let limits =
+            Limits { cutoffs: BTreeMap::new(), min_free_percent: self.min_free_percent, max_bytes: self.max_bytes };
+        let mut after = (i64::MIN, i64::MIN);
+        while space.short(&limits) {
+            let page = self.page(None, after).await?;
+            let Some(last) = page.last() else { break };
+            after = (last.segment.start.0, last.id);
+            self.apply(&page, &limits, &mut space, &mut report).await?;
+        }
+        report.short = space.short(&limits);
+        self.store.call(prune_locks_and_gaps).await?;
+        Ok(report)
+    }
+
+    /// Segments after `after` (start, id), oldest first; of one camera before a cutoff, or all.
+    async fn page(&self, camera: Option<(String, UnixMs)>, after: (i64, i64)) -> Result<Vec<SegmentRow>> {
+        self.store.call(move |conn| page_after(conn, camera.as_ref(), after)).await
+    }
+
+    /// Plans over one page and deletes what the plan says.
+    async fn apply(
+        &self,
+        page: &[SegmentRow],
+        limits: &Limits,
+        space: &mut Space,
+        report: &mut SweepReport,
+    ) -> Result<()> {
+        let candidates = self.candidates(page).await?;
+        let plan = retention::plan(&candidates, limits, space);
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let by_id: HashMap<i64, &SegmentRow> = page.iter().map(|r| (r.id, r)).collect();
+        let mut ids = Vec::with_capacity(plan.len());
+        for (id, reason) in &plan {
+            let Some(row) = by_id.get(id) else { continue };
+            let file = self.recordings_dir.join(&row.segment.path);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %row.segment.path, error = %e, "segment not deleted");
+                    continue;
+                }
+            }
+            if let Some(day) = file.parent() {
+                let _ = std::fs::remove_dir(day);
+            }
+            report.freed += row.segment.bytes;
+            match reason {
+                Reason::Age => report.aged += 1,
+                Reason::Space => report.for_space += 1,
+            }
+            ids.push(*id);
+        }
+        self.store.call(move |conn| index::delete_segments(conn, &ids)).await?;
+        Ok(())
+    }
+
+    /// Marks each segment of a page locked (an evidence lock overlaps it) or in use.
+    async fn candidates(&self, page: &[SegmentRow]) -> Result<Vec<Candidate>> {
+        let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for row in page {
+            let span = spans.entry(row.segment.camera.clone()).or_insert((i64::MAX, i64::MIN));
+            span.0 = span.0.min(row.segment.start.0);
+            span.1 = span.1.max(row.segment.end.0);
+        }
+        let locks: Vec<(String, i64, i64)> = self
+            .store
+            .call(move |conn| {
+                let mut all = Vec::new();
+                for (camera, (from, to)) in &spans {
+                    for (_, lock) in super::locks::locks_overlapping(conn, camera, UnixMs(*from), UnixMs(to + 1))? {
+                        all.push((camera.clone(), lock.from.0, lock.to.0));
+                    }
+                }
+                Ok(all)
+            })
+            .await?;
+        Ok(page
+            .iter()
+            .map(|row| {
+                let s = &row.segment;
+                let locked =
+                    locks.iter().any(|(camera, from, to)| *camera == s.camera && *from < s.end.0 && *to > s.start.0);
+                Candidate {
+                    id: row.id,
+                    camera: s.camera.clone(),
+                    end: s.end,
+                    bytes: s.bytes,
+                    locked,
+                    in_use: self.reads.in_use(row.id),
+                }
+            })
+            .collect())
+    }
+
+    /// Sweeps every `interval`, emitting `storage_pressure` once per episode of shortage.
+    pub async fn run(self, events: EventSink, interval: std::time::Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pressure = false;
+        loop {
+            ticker.tick().await;
+            let report = match self.sweep(UnixMs::now()).await {
+                Ok(report) => report,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "retention sweep failed");
+                    continue;
+                }
+            };
+            if report.aged + report.for_space > 0 {
+                tracing::info!(
+                    aged = report.aged,
+                    for_space = report.for_space,
+                    freed = report.freed,
+                    "retention swept"
+                );
+            }
+            if report.short && !pressure {
+                tracing::warn!("storage short and only locked or in-use footage is left: recording goes on");
+                let (free, total) = disk_space(&self.recordings_dir).unwrap_or((0, 0));
+                let event = NewEvent::new(EventType::StoragePressure, None, UnixMs::now())
+                    .with("free_bytes", free)
+                    .with("total_bytes", total)
+                    .with("min_free_percent", self.min_free_percent);
+                if let Err(e) = events.emit(event).await {
+                    tracing::error!(error = %e, "storage_pressure not stored");
+                }
+            }
+            pressure = report.short;
+        }
+    }
+}
+
+fn distinct_cameras(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT camera FROM camera_totals WHERE segments > 0 ORDER BY camera")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+fn page_after(
+    conn: &Connection,
+    camera: Option<&(String, UnixMs)>,
+    after: (i64, i64),
+) -> rusqlite::Result<Vec<SegmentRow>> {
+    let columns = "id, camera, path, start_ms, end_ms, bytes, codec, width, height";
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<SegmentRow> {
+        Ok(SegmentRow {
+            id: r.get(0)?,
+            segment: index::NewSegment {
+                camera: r.get(1)?,
+                path: r.get(2)?,
+                start: UnixMs(r.get(3)?),
+                end: UnixMs(r.get(4)?),
+                bytes: r.get::<_, i64>(5)?.max(0) as u64,
+                codec: r.get(6)?,
+                width: r.get(7)?,
+                height: r.get(8)?,
+            },
+        })
+    };
+    match camera {
+        Some((camera, cutoff)) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {columns} FROM segments WHERE camera = ?1 AND start_ms < ?2 AND (start_ms, id) > (?3, ?4)
+                 ORDER BY start_ms, id LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(params![camera, cutoff.0, after.0, after.1, PAGE as i64], map)?;
+            rows.collect()
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {columns} FROM segments WHERE (start_ms, id) > (?1, ?2) ORDER BY start_ms, id LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(params![after.0, after.1, PAGE as i64], map)?;
+            rows.collect()
+        }
+    }
+}
+
+/// Drops locks and gaps that ended before a camera's oldest footage: nothing left to protect or explain.
+fn prune_locks_and_gaps(conn: &Connection) -> rusqlite::Result<usize> {
+    let locks = conn.execute(
+        "DELETE FROM evidence_locks WHERE to_ms < coalesce(
+             (SELECT min(start_ms) FROM segments WHERE segments.camera = evidence_locks.camera), ?1)",
+        [UnixMs::now().0 - ORPHAN_RETAIN_DAYS as i64 * 86_400_000],
+    )?;
+    let gaps = conn.execute(
+        "DELETE FROM recording_gaps WHERE end_ms < coalesce(
+             (SELECT min(start_ms) FROM segments WHERE segments.camera = recording_gaps.camera), ?1)",
+        [UnixMs::now().0 - ORPHAN_RETAIN_DAYS as i64 * 86_400_000],
+    )?;
+    Ok(locks + gaps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_locks_count_holders() {
+        let reads = ReadLocks::default();
+        let a = reads.hold(&[1, 2]);
+        let b = reads.hold(&[2]);
+        drop(a);
+        assert!(!reads.in_use(1));
+        assert!(reads.in_use(2));
+        drop(b);
+        assert!(!reads.in_use(2));
+    }
+
+    #[test]
+    fn disk_space_reads_the_file_system() {
+        let (free, total) = disk_space(Path::new("/")).expect("statvfs");
+        assert!(total > 0 && free <= total);
+    }
+}
