@@ -13,10 +13,18 @@ async fn the_example_worker_gets_frames_and_its_detections_are_accepted() {
     let dir = TempDir::new("sdk-worker");
     let broker = Broker::start(&dir.join("broker"));
     let camera = RtspCamera::start();
-    let toml = format!("\n[[camera]]\nid = \"ball\"\nsource = \"{}\"\nsegment_s = 4\nsample_fps = 3\nsample_width = 320\n", camera.url());
+    let toml = format!(
+        "\n[[camera]]\nid = \"ball\"\nsource = \"{}\"\nsegment_s = 4\nsample_fps = 3\nsample_width = 320\n",
+        camera.url()
+    );
     let mut node = Node::configure(&dir.0, "py", &broker.url(), &toml);
-    let mut watcher =
-        Watcher::connect(broker.port, "watch-sdk", true, &["heldar/py/stats", "heldar/py/errors", "heldar/py/events/#"]).await;
+    let mut watcher = Watcher::connect(
+        broker.port,
+        "watch-sdk",
+        true,
+        &["heldar/py/stats", "heldar/py/errors", "heldar/py/events/#"],
+    )
+    .await;
     node.start(&[]);
 
     let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/python");
@@ -31,7 +39,8 @@ async fn the_example_worker_gets_frames_and_its_detections_are_accepted() {
         .expect("python3 examples/moving_object.py");
     let messages = watcher
         .collect(45 * Duration::from_secs(1), |m| {
-            m.iter().any(|m| m.topic.ends_with("/stats") && m.json()["detections"]["accepted"].as_u64().unwrap_or(0) >= 5)
+            m.iter()
+                .any(|m| m.topic.ends_with("/stats") && m.json()["detections"]["accepted"].as_u64().unwrap_or(0) >= 5)
         })
         .await;
     let _ = Command::new("kill").arg(worker.id().to_string()).status();
@@ -39,12 +48,16 @@ async fn the_example_worker_gets_frames_and_its_detections_are_accepted() {
     let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
 
     let stats = messages.iter().rev().find(|m| m.topic.ends_with("/stats")).map(Message::json).expect("stats");
-    assert!(stats["detections"]["accepted"].as_u64().unwrap_or(0) >= 5, "detections accepted: {stats}\nworker log:\n{log}");
+    assert!(
+        stats["detections"]["accepted"].as_u64().unwrap_or(0) >= 5,
+        "detections accepted: {stats}\nworker log:\n{log}"
+    );
     assert_eq!(stats["detections"]["latest"]["ball"]["worker"], "motion", "{stats}");
     let errors: Vec<String> = messages.iter().filter(|m| m.topic.ends_with("/errors")).map(Message::text).collect();
     assert!(errors.is_empty(), "the node refused the worker's messages: {errors:?}");
     assert!(messages.iter().any(|m| m.topic.ends_with("/_node/worker_online")), "worker_online event");
-    let after = watcher.collect(5 * Duration::from_secs(1), |m| m.iter().any(|m| m.topic.ends_with("/worker_offline"))).await;
+    let after =
+        watcher.collect(5 * Duration::from_secs(1), |m| m.iter().any(|m| m.topic.ends_with("/worker_offline"))).await;
     assert!(after.iter().any(|m| m.topic.ends_with("/_node/worker_offline")), "worker_offline when it stops");
     assert!(exited.success() || exited.code().is_none(), "worker exit {exited}");
     assert!(log.contains("online"), "{log}");
