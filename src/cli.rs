@@ -22,6 +22,13 @@ pub enum Command {
         /// Config file.
         config: PathBuf,
     },
+    /// Run one backup policy now.
+    Backup {
+        /// Config file.
+        config: PathBuf,
+        /// Policy id.
+        policy: String,
+    },
     /// Print the version.
     Version,
     /// Print usage.
@@ -36,6 +43,8 @@ commands:
   run   [-c FILE]    run the service (default config /etc/heldar/config.toml)
   check [-c FILE]    validate the config, print a summary; exit 0 when valid
   sweep [-c FILE]    run retention now (also while the service runs) and print what it deleted
+  backup POLICY [-c FILE]
+                     run a [[backup.policy]] now, with a progress bar
   version            print the version
 
 options:
@@ -52,11 +61,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let command = match args.next().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
-        Some(command @ ("run" | "check" | "sweep")) => command,
+        Some(command @ ("run" | "check" | "sweep" | "backup")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
     let mut emit_test_events = 0;
+    let mut positional: Vec<String> = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-c" | "--config" => {
@@ -67,12 +77,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 emit_test_events = n.parse().map_err(|_| format!("--emit-test-events: {n:?} is not a count"))?;
             }
             "-h" | "--help" => return Ok(Command::Help),
+            other if command == "backup" && !other.starts_with('-') && positional.is_empty() => {
+                positional.push(other.to_string());
+            }
             other => return Err(format!("unknown option {other:?} for {command}")),
         }
     }
     Ok(match command {
         "run" => Command::Run { config, emit_test_events },
         "sweep" => Command::Sweep { config },
+        "backup" => {
+            let policy = positional.pop().ok_or("backup needs a policy id")?;
+            Command::Backup { config, policy }
+        }
         _ => Command::Check { config },
     })
 }
@@ -105,6 +122,11 @@ mod tests {
         );
         assert_eq!(parse(&args(&["version"])), Ok(Command::Version));
         assert_eq!(parse(&args(&["sweep", "-c", "x.toml"])), Ok(Command::Sweep { config: "x.toml".into() }));
+        assert_eq!(
+            parse(&args(&["backup", "nightly", "-c", "x.toml"])),
+            Ok(Command::Backup { config: "x.toml".into(), policy: "nightly".into() })
+        );
+        assert!(parse(&args(&["backup"])).is_err());
         assert_eq!(parse(&args(&[])), Ok(Command::Help));
     }
 

@@ -2,6 +2,7 @@
 //! samples frames for perception workers, turns their detections into zone
 //! events and publishes them over MQTT through a durable outbox.
 
+pub mod backup;
 pub mod capacity;
 pub mod capture;
 pub mod cli;

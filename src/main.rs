@@ -59,6 +59,30 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup { config, policy } => {
+            logging::init();
+            let loaded = match config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime().and_then(|rt| rt.block_on(service::backup_once(loaded, &policy))) {
+                Ok(done) if done.error.is_none() => {
+                    eprintln!("\nbackup {}: {} files, {} bytes copied", done.policy, done.files_done, done.bytes_done);
+                    ExitCode::SUCCESS
+                }
+                Ok(done) => {
+                    eprintln!("\nbackup {} failed: {}", done.policy, done.error.unwrap_or_default());
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("heldar-edge backup: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, emit_test_events } => {
             logging::init();
             let loaded = match config::load(&config) {

@@ -82,6 +82,11 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         identity,
         Duration::from_secs(config.config.mqtt.stats_interval_s),
     )));
+    if !config.config.backup.policies.is_empty() {
+        let ctx = backup_context(&config, &store, &parts.reads);
+        let backups = crate::backup::scheduler::run(ctx, config.config.backup.clone(), events.clone(), mqtt.clone());
+        background.push(tokio::spawn(backups));
+    }
     let sweeper = Sweeper::new(&config, store.clone(), parts.reads.clone());
     let sweep_every = Duration::from_secs(config.config.storage.sweep_interval_s);
     background.push(tokio::spawn(sweeper.run(events.clone(), sweep_every)));
@@ -281,6 +286,52 @@ async fn start_cameras(
     };
     background.push(tokio::spawn(planner.run()));
     Ok(supervisors)
+}
+
+fn backup_context(config: &LoadedConfig, store: &Store, reads: &ReadLocks) -> crate::backup::job::BackupContext {
+    crate::backup::job::BackupContext {
+        store: store.clone(),
+        recordings_dir: config.recordings_dir.clone(),
+        reads: reads.clone(),
+        config_dir: config.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+    }
+}
+
+/// `heldar-edge backup POLICY`: runs one policy now with a progress bar on stderr; its
+/// `backup_done`/`backup_failed` event goes to the outbox (a running service publishes it).
+pub async fn backup_once(config: LoadedConfig, policy_id: &str) -> Result<crate::backup::job::JobProgress> {
+    let backup = &config.config.backup;
+    let policy = backup
+        .policies
+        .iter()
+        .find(|p| p.id == policy_id)
+        .with_context(|| format!("no [[backup.policy]] with id {policy_id:?}"))?;
+    let dest = backup
+        .destinations
+        .iter()
+        .find(|d| d.id == policy.destination)
+        .with_context(|| format!("policy {policy_id}: no destination {:?}", policy.destination))?;
+    let (store, store_thread) = Store::open(&config.index_path())?;
+    let ctx = backup_context(&config, &store, &ReadLocks::default());
+    let bar = |p: &crate::backup::job::JobProgress| {
+        let fraction = if p.bytes_total == 0 { 1.0 } else { p.bytes_done as f64 / p.bytes_total as f64 };
+        let filled = (fraction * 30.0).round() as usize;
+        eprint!(
+            "\r[{}{}] {}/{} files, {:.1}/{:.1} MiB ",
+            "#".repeat(filled.min(30)),
+            ".".repeat(30 - filled.min(30)),
+            p.files_done,
+            p.files_total,
+            p.bytes_done as f64 / 1048576.0,
+            p.bytes_total as f64 / 1048576.0
+        );
+    };
+    let done = crate::backup::job::run_job(&ctx, policy, dest, &bar).await;
+    let events = EventSink::new(store.clone(), Arc::new(Notify::new()), config.board.limits.outbox_max);
+    events.emit(crate::backup::scheduler::finished_event(&done)).await?;
+    drop((ctx, events, store));
+    tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
+    Ok(done)
 }
 
 /// `heldar-edge sweep`: one retention pass on the index and recordings of `config`.

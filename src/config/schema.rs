@@ -490,6 +490,15 @@ pub struct PolicyConfig {
     /// Verification of each copied file.
     #[serde(default)]
     pub verify: VerifyMode,
+    /// Files copied at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Bytes per second, all files together; no limit when absent.
+    pub bandwidth: Option<ByteSize>,
+}
+
+fn default_concurrency() -> u32 {
+    2
 }
 
 fn default_every_s() -> u64 {

@@ -298,6 +298,10 @@ fn validate_backup(config: &Config, p: &mut Problems) {
                 p.add(format!("{key}.cameras[{c}]"), format!("names {camera:?}, which is no [[camera]] id"));
             }
         }
+        p.range(format!("{key}.concurrency"), policy.concurrency, 1, 8);
+        if policy.bandwidth.is_some_and(|b| b.0 < 1024) {
+            p.add(format!("{key}.bandwidth"), "must be at least 1KiB per second");
+        }
         if policy.every_s != 0 && policy.every_s < 60 {
             p.add(
                 format!("{key}.every_s"),

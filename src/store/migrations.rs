@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_outbox", include_str!("../../migrations/0001_outbox.sql")),
     ("0002_segments", include_str!("../../migrations/0002_segments.sql")),
     ("0003_locks", include_str!("../../migrations/0003_locks.sql")),
+    ("0004_backup", include_str!("../../migrations/0004_backup.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

@@ -1,0 +1,10 @@
+//! Backups: policies copying footage to a directory, a mounted stick or share,
+//! or an rclone remote; and archive exports.
+
+pub mod copy;
+pub mod index;
+pub mod job;
+pub mod mounts;
+pub mod rclone;
+pub mod scheduler;
+pub mod select;

@@ -1,0 +1,260 @@
+//! sftp, s3 and rclone destinations through one rclone process per job. The
+//! remote is defined in rclone's environment (`RCLONE_CONFIG_<NAME>_*`), so
+//! credentials never appear on a command line, and they are scrubbed from
+//! whatever rclone says.
+
+use super::index;
+use super::job::{BackupContext, JobProgress};
+use super::select::{self, Selection};
+use crate::capture::find_program;
+use crate::capture::source::scrub;
+use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, VerifyMode};
+use crate::mqtt::session::read_secret;
+use crate::wallclock::UnixMs;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// The remote name heldar-edge defines for sftp and s3 destinations.
+const REMOTE: &str = "heldardest";
+
+/// How rclone reaches a destination: the remote path, its environment, and the secrets to scrub.
+#[derive(Debug, Default)]
+pub struct RemoteSpec {
+    /// `remote:path` for rclone.
+    pub target: String,
+    /// Environment variables defining the remote.
+    pub env: Vec<(String, String)>,
+    /// Secrets to scrub from rclone's output.
+    pub secrets: Vec<String>,
+}
+
+/// The remote of `dest`; `obscured` is the sftp password already run through `rclone obscure`.
+pub fn remote_spec(dest: &DestinationConfig, obscured: Option<&str>, secret_key: Option<&str>) -> RemoteSpec {
+    let var = |key: &str| format!("RCLONE_CONFIG_{}_{key}", REMOTE.to_uppercase());
+    let mut spec = RemoteSpec { target: format!("{REMOTE}:{}", dest.path), ..RemoteSpec::default() };
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            spec.env.push((var(key), value));
+        }
+    };
+    match dest.kind {
+        DestinationKind::Sftp => {
+            set("TYPE", Some("sftp".into()));
+            set("HOST", dest.host.clone());
+            set("USER", dest.user.clone());
+            set("PORT", dest.port.map(|p| p.to_string()));
+            set("PASS", obscured.map(str::to_string));
+            set("KEY_FILE", dest.key_file.as_ref().map(|p| p.display().to_string()));
+        }
+        DestinationKind::S3 => {
+            set("TYPE", Some("s3".into()));
+            set("PROVIDER", Some(dest.provider.clone().unwrap_or_else(|| "Other".into())));
+            set("ACCESS_KEY_ID", dest.access_key_id.clone());
+            set("SECRET_ACCESS_KEY", secret_key.map(str::to_string));
+            set("ENDPOINT", dest.endpoint.clone());
+            set("REGION", dest.region.clone());
+        }
+        DestinationKind::Rclone => {
+            spec.target = format!("{}:{}", dest.remote.clone().unwrap_or_default(), dest.path);
+            if let Some(config) = &dest.rclone_config {
+                spec.env.push(("RCLONE_CONFIG".into(), config.display().to_string()));
+            }
+        }
+        DestinationKind::Local | DestinationKind::Usb => {}
+    }
+    spec.secrets.extend(obscured.map(str::to_string));
+    spec.secrets.extend(secret_key.map(str::to_string));
+    spec
+}
+
+/// Parses the percentage of an rclone stats line (`… 1.2 MiB / 10 MiB, 12%, 1 MiB/s, ETA 9s`).
+pub fn stats_percent(line: &str) -> Option<u64> {
+    let mut parts = line.split(',').map(str::trim);
+    parts.next().filter(|first| first.contains(" / "))?;
+    parts.find_map(|part| part.strip_suffix('%')?.trim().parse().ok())
+}
+
+/// The rclone binary, or an error saying how to get it.
+pub fn rclone_binary() -> Result<std::path::PathBuf> {
+    find_program("rclone").context("rclone is not installed, and sftp/s3/rclone destinations need it: apt-get install rclone")
+}
+
+async fn obscure(rclone: &Path, password: &str) -> Result<String> {
+    let mut child = Command::new(rclone)
+        .args(["obscure", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running rclone obscure")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(password.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!("rclone obscure failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Copies the selection to `dest` with one rclone process.
+pub async fn copy_to_remote(
+    ctx: &BackupContext,
+    policy: &PolicyConfig,
+    dest: &DestinationConfig,
+    selection: Selection,
+    progress: &mut JobProgress,
+    report: &(dyn Fn(&JobProgress) + Sync),
+) -> Result<()> {
+    let rclone = rclone_binary()?;
+    let base = &ctx.config_dir;
+    let password = dest.password_file.as_ref().map(|f| read_secret(&base.join(f))).transpose()?;
+    let obscured = match &password {
+        Some(password) => Some(obscure(&rclone, password).await?),
+        None => None,
+    };
+    let secret_key = dest.secret_access_key_file.as_ref().map(|f| read_secret(&base.join(f))).transpose()?;
+    let mut spec = remote_spec(dest, obscured.as_deref(), secret_key.as_deref());
+    spec.secrets.extend(password);
+
+    // The file list, written page by page; its files stay read-locked for the whole job.
+    let list_path = std::env::temp_dir().join(format!("heldar-backup-{}.list", progress.job));
+    let mut list = std::fs::File::create(&list_path).with_context(|| format!("creating {}", list_path.display()))?;
+    let mut files = Vec::new();
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let sel = selection.clone();
+        let page = ctx.store.call(move |conn| select::page(conn, &sel, after)).await?;
+        let Some(last) = page.last() else { break };
+        after = (last.start_ms, last.id);
+        for file in page {
+            writeln!(list, "{}", file.path)?;
+            files.push(file);
+        }
+    }
+    drop(list);
+    if files.is_empty() {
+        let _ = std::fs::remove_file(&list_path);
+        return Ok(());
+    }
+    let _reading = ctx.reads.hold(&files.iter().map(|f| f.id).collect::<Vec<_>>());
+    let run = |check: bool| {
+        let mut command = Command::new(&rclone);
+        if check {
+            command.args(["check", "--one-way", "--download"]);
+        } else {
+            command.args(["copy", "--stats", "1s", "--stats-one-line", "--stats-log-level", "NOTICE"]);
+            command.args(["--transfers", &policy.concurrency.to_string()]);
+            if let Some(rate) = policy.bandwidth {
+                command.args(["--bwlimit", &format!("{}B", rate.0)]);
+            }
+        }
+        command
+            .arg("--files-from")
+            .arg(&list_path)
+            .arg(&ctx.recordings_dir)
+            .arg(&spec.target)
+            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+    let result = async {
+        let mut child = run(false).spawn().context("starting rclone")?;
+        let stderr = child.stderr.take().context("rclone stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut last_error = String::new();
+        while let Some(line) = lines.next_line().await? {
+            let line = scrub(&line, &spec.secrets);
+            if let Some(percent) = stats_percent(&line) {
+                progress.bytes_done = progress.bytes_total * percent.min(100) / 100;
+                report(progress);
+            } else if line.contains("ERROR") {
+                tracing::warn!(destination = %dest.id, message = %line, "rclone");
+                last_error = line;
+            }
+        }
+        let status = child.wait().await?;
+        if !status.success() {
+            bail!("rclone copy failed ({status}): {last_error}");
+        }
+        if policy.verify == VerifyMode::Sha256 {
+            let out = run(true).output().await.context("running rclone check")?;
+            if !out.status.success() {
+                let said = scrub(&String::from_utf8_lossy(&out.stderr), &spec.secrets);
+                bail!("rclone check found differences: {}", said.lines().last().unwrap_or(""));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&list_path);
+    result?;
+    let dest_id = dest.id.clone();
+    let copied: Vec<(String, u64)> = files.iter().map(|f| (f.path.clone(), f.bytes)).collect();
+    ctx.store
+        .call(move |conn| {
+            for (path, bytes) in &copied {
+                index::record_copy(conn, &dest_id, path, *bytes, None, UnixMs::now())?;
+            }
+            Ok(())
+        })
+        .await?;
+    progress.files_done = files.len() as u64;
+    progress.bytes_done = files.iter().map(|f| f.bytes).sum();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::DestinationKind;
+
+    fn dest(kind: DestinationKind) -> DestinationConfig {
+        DestinationConfig {
+            id: "nas".into(),
+            kind,
+            path: "bucket/heldar".into(),
+            host: Some("10.0.0.2".into()),
+            port: Some(2222),
+            user: Some("backup".into()),
+            password_file: None,
+            key_file: None,
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: None,
+            provider: Some("Minio".into()),
+            access_key_id: Some("AKIA".into()),
+            secret_access_key_file: None,
+            remote: Some("mine".into()),
+            rclone_config: None,
+        }
+    }
+
+    #[test]
+    fn remotes_are_defined_in_the_environment() {
+        let sftp = remote_spec(&dest(DestinationKind::Sftp), Some("obscured"), None);
+        assert_eq!(sftp.target, "heldardest:bucket/heldar");
+        assert!(sftp.env.contains(&("RCLONE_CONFIG_HELDARDEST_TYPE".into(), "sftp".into())));
+        assert!(sftp.env.contains(&("RCLONE_CONFIG_HELDARDEST_PORT".into(), "2222".into())));
+        assert!(sftp.env.contains(&("RCLONE_CONFIG_HELDARDEST_PASS".into(), "obscured".into())));
+        let s3 = remote_spec(&dest(DestinationKind::S3), None, Some("s3cret"));
+        assert!(s3.env.contains(&("RCLONE_CONFIG_HELDARDEST_SECRET_ACCESS_KEY".into(), "s3cret".into())));
+        assert!(s3.env.contains(&("RCLONE_CONFIG_HELDARDEST_PROVIDER".into(), "Minio".into())));
+        assert_eq!(s3.secrets, ["s3cret"]);
+        assert_eq!(remote_spec(&dest(DestinationKind::Rclone), None, None).target, "mine:bucket/heldar");
+    }
+
+    #[test]
+    fn reads_the_stats_percentage() {
+        assert_eq!(stats_percent("2026/11/24 16:40:00 NOTICE:    1.2 MiB / 10 MiB, 12%, 1 MiB/s, ETA 9s"), Some(12));
+        assert_eq!(stats_percent("Transferred:   	    10 MiB / 10 MiB, 100%, 1.1 MiB/s, ETA 0s"), Some(100));
+        assert_eq!(stats_percent("ERROR : a.mp4: Failed to copy: 50%, maybe"), None);
+    }
+}
