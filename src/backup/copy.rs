@@ -1,7 +1,7 @@
 //! Copying one segment to a directory destination: under a temporary name,
 //! hashed on the way, verified, then renamed into place.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -90,7 +90,8 @@ pub async fn copy_file(
     }
     let partial = partial_name(&dest);
     let mut input = tokio::fs::File::open(src).await.with_context(|| format!("opening {}", src.display()))?;
-    let mut output = tokio::fs::File::create(&partial).await.with_context(|| format!("creating {}", partial.display()))?;
+    let mut output =
+        tokio::fs::File::create(&partial).await.with_context(|| format!("creating {}", partial.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut bytes = 0u64;

@@ -1,7 +1,7 @@
 //! Backup jobs and per-destination manifests in the index.
 
 use crate::wallclock::UnixMs;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// A job's row.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

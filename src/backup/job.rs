@@ -11,7 +11,7 @@ use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, Ve
 use crate::recording::sweeper::ReadLocks;
 use crate::store::Store;
 use crate::wallclock::UnixMs;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,8 +101,11 @@ pub async fn run_job(
     let outcome = copy_all(ctx, policy, dest, &mut progress, report).await;
     progress.status = if outcome.is_ok() { "done" } else { "failed" }.into();
     progress.error = outcome.err().map(|e| format!("{e:#}"));
-    let (error, totals, done) =
-        (progress.error.clone(), (progress.files_total, progress.bytes_total), (progress.files_done, progress.bytes_done));
+    let (error, totals, done) = (
+        progress.error.clone(),
+        (progress.files_total, progress.bytes_total),
+        (progress.files_done, progress.bytes_done),
+    );
     let finished = ctx
         .store
         .call(move |conn| {
@@ -131,7 +134,9 @@ async fn copy_all(
     progress.bytes_total = bytes;
     report(progress);
     match dest.kind {
-        DestinationKind::Local | DestinationKind::Usb => copy_to_directory(ctx, policy, dest, selection, progress, report).await,
+        DestinationKind::Local | DestinationKind::Usb => {
+            copy_to_directory(ctx, policy, dest, selection, progress, report).await
+        }
         DestinationKind::Sftp | DestinationKind::S3 | DestinationKind::Rclone => {
             rclone::copy_to_remote(ctx, policy, dest, selection, progress, report).await
         }
@@ -175,7 +180,8 @@ async fn copy_to_directory(
         loop {
             while running.len() < policy.concurrency as usize {
                 let Some(file) = pending.next() else { break };
-                let (src, root, throttle, dest) = (ctx.recordings_dir.join(&file.path), root.clone(), throttle.clone(), dest.clone());
+                let (src, root, throttle, dest) =
+                    (ctx.recordings_dir.join(&file.path), root.clone(), throttle.clone(), dest.clone());
                 running.spawn(async move {
                     let still_ok = move || check_destination(&dest);
                     let copied = copy::copy_file(&src, &root, &file.path, &throttle, by_hash, &still_ok).await;
@@ -193,14 +199,19 @@ async fn copy_to_directory(
             };
             let (dest_id, path) = (dest.id.clone(), file.path.clone());
             ctx.store
-                .call(move |conn| index::record_copy(conn, &dest_id, &path, copied.bytes, Some(&copied.sha256), UnixMs::now()))
+                .call(move |conn| {
+                    index::record_copy(conn, &dest_id, &path, copied.bytes, Some(&copied.sha256), UnixMs::now())
+                })
                 .await?;
             progress.files_done += 1;
             progress.bytes_done += copied.bytes;
             if last_report.elapsed() >= std::time::Duration::from_secs(1) {
                 last_report = std::time::Instant::now();
-                let (job, totals, done) =
-                    (progress.job, (progress.files_total, progress.bytes_total), (progress.files_done, progress.bytes_done));
+                let (job, totals, done) = (
+                    progress.job,
+                    (progress.files_total, progress.bytes_total),
+                    (progress.files_done, progress.bytes_done),
+                );
                 ctx.store.call(move |conn| index::progress(conn, job, totals, done)).await?;
                 report(progress);
             }

@@ -11,7 +11,7 @@ use crate::capture::source::scrub;
 use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, VerifyMode};
 use crate::mqtt::session::read_secret;
 use crate::wallclock::UnixMs;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -80,7 +80,8 @@ pub fn stats_percent(line: &str) -> Option<u64> {
 
 /// The rclone binary, or an error saying how to get it.
 pub fn rclone_binary() -> Result<std::path::PathBuf> {
-    find_program("rclone").context("rclone is not installed, and sftp/s3/rclone destinations need it: apt-get install rclone")
+    find_program("rclone")
+        .context("rclone is not installed, and sftp/s3/rclone destinations need it: apt-get install rclone")
 }
 
 async fn obscure(rclone: &Path, password: &str) -> Result<String> {

@@ -80,11 +80,9 @@ async fn was_interrupted(ctx: &BackupContext, policy: &str) -> bool {
     let policy = policy.to_string();
     ctx.store
         .call(move |conn| {
-            conn.query_row(
-                "SELECT status FROM backup_jobs WHERE policy = ?1 ORDER BY id DESC LIMIT 1",
-                [policy],
-                |r| r.get::<_, String>(0),
-            )
+            conn.query_row("SELECT status FROM backup_jobs WHERE policy = ?1 ORDER BY id DESC LIMIT 1", [policy], |r| {
+                r.get::<_, String>(0)
+            })
         })
         .await
         .is_ok_and(|status| status == "interrupted")

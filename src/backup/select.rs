@@ -3,7 +3,7 @@
 
 use crate::config::schema::PolicyConfig;
 use crate::wallclock::UnixMs;
-use rusqlite::{params, Connection};
+use rusqlite::{Connection, params};
 
 /// Segments fetched per query.
 pub const PAGE: usize = 256;
@@ -39,7 +39,8 @@ pub struct Selection {
 impl Selection {
     /// What `policy` selects at `now` (`lookback_s = 0`: everything not yet copied).
     pub fn of(policy: &PolicyConfig, now: UnixMs) -> Self {
-        let from = if policy.lookback_s == 0 { UnixMs(i64::MIN / 2) } else { UnixMs(now.0 - policy.lookback_s as i64 * 1000) };
+        let from =
+            if policy.lookback_s == 0 { UnixMs(i64::MIN / 2) } else { UnixMs(now.0 - policy.lookback_s as i64 * 1000) };
         Self {
             destination: policy.destination.clone(),
             cameras: policy.cameras.clone(),
@@ -76,7 +77,16 @@ pub fn page(conn: &Connection, sel: &Selection, after: (i64, i64)) -> rusqlite::
          AND (s.start_ms, s.id) > (?6, ?7) ORDER BY s.start_ms, s.id LIMIT ?8"
     ))?;
     let rows = stmt.query_map(
-        params![sel.from.0, sel.to.0, cameras_json(&sel.cameras), sel.destination, sel.only_locked, after.0, after.1, PAGE as i64],
+        params![
+            sel.from.0,
+            sel.to.0,
+            cameras_json(&sel.cameras),
+            sel.destination,
+            sel.only_locked,
+            after.0,
+            after.1,
+            PAGE as i64
+        ],
         |r| Ok(ToCopy { id: r.get(0)?, path: r.get(1)?, bytes: r.get::<_, i64>(2)? as u64, start_ms: r.get(3)? }),
     )?;
     rows.collect()
@@ -86,8 +96,8 @@ pub fn page(conn: &Connection, sel: &Selection, after: (i64, i64)) -> rusqlite::
 mod tests {
     use super::*;
     use crate::backup::index::record_copy;
-    use crate::recording::index::{insert_segment, NewSegment};
-    use crate::recording::locks::{insert_lock, NewLock};
+    use crate::recording::index::{NewSegment, insert_segment};
+    use crate::recording::locks::{NewLock, insert_lock};
 
     fn conn() -> Connection {
         let mut conn = Connection::open_in_memory().expect("open");
@@ -132,7 +142,13 @@ mod tests {
         record_copy(&conn, "nas", "a/d/10000.mp4", 10, None, UnixMs(1)).expect("other destination");
         assert_eq!(paths(&conn, &sel(&["a"], i64::MIN / 2, false)), ["a/d/10000.mp4", "a/d/100000.mp4"]);
         assert_eq!(totals(&conn, &sel(&[], i64::MIN / 2, false)).expect("totals"), (3, 30));
-        let lock = NewLock { camera: "a".into(), from: UnixMs(12_000), to: UnixMs(13_000), event_id: None, reason: "t".into() };
+        let lock = NewLock {
+            camera: "a".into(),
+            from: UnixMs(12_000),
+            to: UnixMs(13_000),
+            event_id: None,
+            reason: "t".into(),
+        };
         insert_lock(&conn, &lock, UnixMs(0)).expect("lock");
         assert_eq!(paths(&conn, &sel(&[], i64::MIN / 2, true)), ["a/d/10000.mp4"]);
     }

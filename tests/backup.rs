@@ -1,0 +1,255 @@
+//! Backups with real files, a real SQLite index and real mounts: a USB stick
+//! (a loop-mounted ext4 image) that is missing, unplugged mid-job and plugged
+//! back; a job killed with -9 and resumed; an sftp server (`rclone serve
+//! sftp`) through rclone; rclone missing.
+
+mod support;
+
+use heldar_edge::recording::index::{NewSegment, insert_segment};
+use heldar_edge::wallclock::UnixMs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::TempDir;
+
+/// Writes `count` segments of `bytes` each (random content) and indexes them; returns their paths.
+fn fixture(dir: &Path, count: usize, bytes: usize) -> Vec<String> {
+    let data = dir.join("data");
+    let mut conn = heldar_edge::store::open_connection(&data.join("index.db")).expect("index");
+    let tx = conn.transaction().expect("tx");
+    let now = UnixMs::now().0 - 3_600_000;
+    let mut paths = Vec::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..count {
+        let start = now + i as i64 * 10_000;
+        let path = format!("cam/{}/{:06}.mp4", &UnixMs(start).to_rfc3339()[..10], i);
+        let file = data.join("recordings").join(&path);
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("dir");
+        let content: Vec<u8> = (0..bytes)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        std::fs::write(&file, content).expect("segment");
+        let segment = NewSegment {
+            camera: "cam".into(),
+            path: path.clone(),
+            start: UnixMs(start),
+            end: UnixMs(start + 10_000),
+            bytes: bytes as u64,
+            codec: Some("h264".into()),
+            width: Some(640),
+            height: Some(360),
+        };
+        insert_segment(&tx, &segment).expect("insert");
+        paths.push(path);
+    }
+    tx.commit().expect("commit");
+    paths
+}
+
+fn config(dir: &Path, destination: &str, policy_extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nid = \"bk\"\ndata_dir = \"data\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\n{destination}\n\
+             [[backup.policy]]\nid = \"p\"\ndestination = \"d\"\nlookback_s = 0\nverify = \"sha256\"\n{policy_extra}"
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn backup(config: &Path, path_env: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_heldar-edge"));
+    command.args(["backup", "p", "-c"]).arg(config);
+    if let Some(path) = path_env {
+        command.env("PATH", path);
+    }
+    command.output().expect("heldar-edge backup")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Files under `root`, relative, sorted.
+fn files(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                out.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn same_content(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).ok() == std::fs::read(b).ok()
+}
+
+/// A loop-mounted ext4 image, the test's USB stick; unmounted when dropped.
+struct Stick {
+    image: PathBuf,
+    mount_point: PathBuf,
+}
+
+impl Stick {
+    fn new(dir: &Path) -> Self {
+        let image = dir.join("stick.img");
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("command");
+            assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+        };
+        run(Command::new("truncate").args(["-s", "64M"]).arg(&image));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        let mount_point = dir.join("stick");
+        std::fs::create_dir_all(&mount_point).expect("mount point");
+        Self { image, mount_point }
+    }
+
+    fn plug(&self) {
+        let out =
+            Command::new("mount").args(["-o", "loop"]).arg(&self.image).arg(&self.mount_point).output().expect("mount");
+        assert!(out.status.success(), "mounting the stick image needs root (CI runs as root): {}", text(&out));
+    }
+
+    fn unplug(&self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
+    }
+}
+
+impl Drop for Stick {
+    fn drop(&mut self) {
+        self.unplug();
+    }
+}
+
+#[test]
+fn usb_refused_unplugged_and_completed_without_copying_twice() {
+    let dir = TempDir::new("backup-usb");
+    let sources = fixture(&dir.0, 12, 400_000);
+    let stick = Stick::new(&dir.0);
+    let target = stick.mount_point.join("heldar");
+    let destination = format!("[[backup.destination]]\nid = \"d\"\nkind = \"usb\"\npath = \"{}\"\n", target.display());
+    let config = config(&dir.0, &destination, "bandwidth = \"800KiB\"\n");
+
+    let refused = backup(&config, None);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("not on a mounted stick"), "{}", text(&refused));
+    assert!(!target.exists(), "nothing written to the root file system");
+
+    stick.plug();
+    let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["backup", "p", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("backup");
+    std::thread::sleep(Duration::from_secs(3));
+    stick.unplug();
+    let out = job.wait_with_output().expect("wait");
+    assert!(!out.status.success(), "the job fails when the stick goes: {}", text(&out));
+    assert!(text(&out).contains("not on a mounted stick"), "{}", text(&out));
+
+    stick.plug();
+    let copied_before = files(&target).into_iter().filter(|f| !f.ends_with(".partial")).count();
+    assert!(copied_before > 0 && copied_before < sources.len(), "{copied_before} copied before the unplug");
+    let done = backup(&config, None);
+    assert!(done.status.success(), "{}", text(&done));
+    let copied_now: usize = text(&done)
+        .rsplit("backup p: ")
+        .next()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .expect("files copied");
+    assert_eq!(copied_now, sources.len() - copied_before, "the second run copies only what was missing");
+    let held: Vec<String> = files(&target).into_iter().filter(|f| !f.ends_with(".partial")).collect();
+    assert_eq!(held, sources);
+    for path in &sources {
+        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
+    }
+    let again = backup(&config, None);
+    assert!(text(&again).contains("backup p: 0 files"), "nothing copied twice: {}", text(&again));
+}
+
+#[test]
+fn a_job_killed_mid_way_resumes_and_ends_verified() {
+    let dir = TempDir::new("backup-kill");
+    let sources = fixture(&dir.0, 10, 300_000);
+    let target = dir.join("nas");
+    let destination =
+        format!("[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"{}\"\n", target.display());
+    let config = config(&dir.0, &destination, "bandwidth = \"600KiB\"\nconcurrency = 1\n");
+    let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["backup", "p", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup");
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-9", &job.id().to_string()]).status();
+    let _ = job.wait();
+    let partway = files(&target);
+    assert!(partway.iter().filter(|f| !f.ends_with(".partial")).count() < sources.len(), "killed mid-job: {partway:?}");
+
+    let done = backup(&config, None);
+    assert!(done.status.success(), "{}", text(&done));
+    assert_eq!(files(&target), sources, "exactly the expected files, no temporary ones");
+    for path in &sources {
+        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
+    }
+}
+
+#[test]
+fn sftp_through_rclone_and_a_clear_error_without_rclone() {
+    let dir = TempDir::new("backup-sftp");
+    let sources = fixture(&dir.0, 6, 200_000);
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).expect("served");
+    let port = support::free_port();
+    let rclone = support::system_binary("rclone", "rclone");
+    let mut server = Command::new(&rclone)
+        .args(["serve", "sftp", "--addr", &format!("127.0.0.1:{port}"), "--user", "bk", "--pass", "sftp-pw-42"])
+        .arg(&served)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rclone serve sftp");
+    support::wait_for(Duration::from_secs(10), "the sftp server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::fs::write(dir.join("sftp.pass"), "sftp-pw-42\n").expect("password");
+    let destination = format!(
+        "[[backup.destination]]\nid = \"d\"\nkind = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"bk\"\n\
+         password_file = \"sftp.pass\"\npath = \"footage\"\n"
+    );
+    let config = config(&dir.0, &destination, "");
+
+    let without = backup(&config, Some("/nonexistent"));
+    assert!(!without.status.success());
+    assert!(text(&without).contains("rclone is not installed"), "{}", text(&without));
+
+    let done = backup(&config, None);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(!text(&done).contains("sftp-pw-42"), "the password leaked: {}", text(&done));
+    let remote = served.join("footage");
+    assert_eq!(files(&remote), sources);
+    for path in &sources {
+        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &remote.join(path)), "{path} differs");
+    }
+}
