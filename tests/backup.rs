@@ -151,7 +151,7 @@ fn usb_refused_unplugged_and_completed_without_copying_twice() {
     assert!(!target.exists(), "nothing written to the root file system");
 
     stick.plug();
-    let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+    let job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
         .args(["backup", "p", "-c"])
         .arg(&config)
         .stdout(Stdio::null())
