@@ -29,6 +29,21 @@ pub enum Command {
         /// Policy id.
         policy: String,
     },
+    /// Export a window of footage as one archive.
+    Export {
+        /// Config file.
+        config: PathBuf,
+        /// Cameras; empty = all.
+        cameras: Vec<String>,
+        /// Window start.
+        from: crate::wallclock::UnixMs,
+        /// Window end.
+        to: crate::wallclock::UnixMs,
+        /// Archive path; under `<data_dir>/exports/` when absent.
+        out: Option<PathBuf>,
+        /// Size limit.
+        max_bytes: u64,
+    },
     /// Print the version.
     Version,
     /// Print usage.
@@ -45,6 +60,9 @@ commands:
   sweep [-c FILE]    run retention now (also while the service runs) and print what it deleted
   backup POLICY [-c FILE]
                      run a [[backup.policy]] now, with a progress bar
+  export --from TIME --to TIME [--camera ID]... [--out FILE] [--max-bytes SIZE] [-c FILE]
+                     write the window's segments and a manifest to one tar archive
+                     (times RFC 3339, e.g. 2026-11-24T14:00:00Z; default limit 4GiB)
   version            print the version
 
 options:
@@ -61,12 +79,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let command = match args.next().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
-        Some(command @ ("run" | "check" | "sweep" | "backup")) => command,
+        Some(command @ ("run" | "check" | "sweep" | "backup" | "export")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
     let mut emit_test_events = 0;
     let mut positional: Vec<String> = Vec::new();
+    let (mut cameras, mut from, mut to, mut out, mut max_bytes) = (Vec::new(), None, None, None, 4u64 << 30);
+    let time = |flag: &str, value: Option<&String>| -> Result<crate::wallclock::UnixMs, String> {
+        let value = value.ok_or(format!("{flag} needs a time"))?;
+        crate::wallclock::UnixMs::parse_rfc3339(value)
+            .ok_or(format!("{flag}: {value:?} is not an RFC 3339 time like 2026-11-24T14:00:00Z"))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-c" | "--config" => {
@@ -75,6 +99,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--emit-test-events" if command == "run" => {
                 let n = args.next().ok_or("--emit-test-events needs a count")?;
                 emit_test_events = n.parse().map_err(|_| format!("--emit-test-events: {n:?} is not a count"))?;
+            }
+            "--camera" if command == "export" => cameras.push(args.next().ok_or("--camera needs an id")?.clone()),
+            "--from" if command == "export" => from = Some(time("--from", args.next())?),
+            "--to" if command == "export" => to = Some(time("--to", args.next())?),
+            "--out" if command == "export" => out = Some(PathBuf::from(args.next().ok_or("--out needs a file")?)),
+            "--max-bytes" if command == "export" => {
+                let size = args.next().ok_or("--max-bytes needs a size")?;
+                max_bytes = crate::config::size::parse_byte_size(size).map_err(|e| format!("--max-bytes: {e}"))?;
             }
             "-h" | "--help" => return Ok(Command::Help),
             other if command == "backup" && !other.starts_with('-') && positional.is_empty() => {
@@ -90,6 +122,14 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             let policy = positional.pop().ok_or("backup needs a policy id")?;
             Command::Backup { config, policy }
         }
+        "export" => Command::Export {
+            config,
+            cameras,
+            from: from.ok_or("export needs --from")?,
+            to: to.ok_or("export needs --to")?,
+            out,
+            max_bytes,
+        },
         _ => Command::Check { config },
     })
 }
@@ -127,6 +167,21 @@ mod tests {
             Ok(Command::Backup { config: "x.toml".into(), policy: "nightly".into() })
         );
         assert!(parse(&args(&["backup"])).is_err());
+        let export = parse(&args(&[
+            "export",
+            "--camera",
+            "a",
+            "--from",
+            "1970-01-01T00:00:01Z",
+            "--to",
+            "1970-01-01T00:00:02Z",
+        ]));
+        assert!(
+            matches!(export, Ok(Command::Export { ref cameras, from, .. }) if cameras == &["a"] && from.0 == 1000),
+            "{export:?}"
+        );
+        assert!(parse(&args(&["export", "--from", "yesterday", "--to", "1970-01-01T00:00:02Z"])).is_err());
+        assert!(parse(&args(&["export", "--from", "1970-01-01T00:00:01Z"])).is_err());
         assert_eq!(parse(&args(&[])), Ok(Command::Help));
     }
 

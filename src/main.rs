@@ -35,13 +35,7 @@ fn main() -> ExitCode {
         },
         Command::Sweep { config } => {
             logging::init();
-            let loaded = match config::load(&config) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
             match runtime().and_then(|rt| rt.block_on(service::sweep_once(loaded))) {
                 Ok(report) => {
                     println!(
@@ -61,13 +55,7 @@ fn main() -> ExitCode {
         }
         Command::Backup { config, policy } => {
             logging::init();
-            let loaded = match config::load(&config) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
             match runtime().and_then(|rt| rt.block_on(service::backup_once(loaded, &policy))) {
                 Ok(done) if done.error.is_none() => {
                     eprintln!("\nbackup {}: {} files, {} bytes copied", done.policy, done.files_done, done.bytes_done);
@@ -79,6 +67,31 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("heldar-edge backup: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Export { config, cameras, from, to, out, max_bytes } => {
+            logging::init();
+            let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
+            let out = out.unwrap_or_else(|| {
+                let name = format!("export-{}-{}.tar", from.to_rfc3339(), to.to_rfc3339()).replace(':', "");
+                loaded.data_dir.join("exports").join(name)
+            });
+            let request = heldar_edge::backup::export::ExportRequest { cameras, from, to, out, max_bytes };
+            match runtime().and_then(|rt| rt.block_on(service::export_once(loaded, request))) {
+                Ok(done) => {
+                    println!(
+                        "{}: {} segments, {} bytes, sha256 {}",
+                        done.path.display(),
+                        done.files,
+                        done.bytes,
+                        done.sha256
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("heldar-edge export: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -110,6 +123,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Loads the config, or prints every problem in it.
+fn load_or_report(path: &std::path::Path) -> Option<LoadedConfig> {
+    config::load(path).map_err(|e| eprintln!("{e}")).ok()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

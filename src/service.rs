@@ -311,8 +311,16 @@ pub async fn backup_once(config: LoadedConfig, policy_id: &str) -> Result<crate:
         .iter()
         .find(|d| d.id == policy.destination)
         .with_context(|| format!("policy {policy_id}: no destination {:?}", policy.destination))?;
-    let (store, store_thread) = Store::open(&config.index_path())?;
-    let ctx = backup_context(&config, &store, &ReadLocks::default());
+    with_index(&config, |store| async { run_backup(&config, policy, dest, store).await }).await
+}
+
+async fn run_backup(
+    config: &LoadedConfig,
+    policy: &crate::config::schema::PolicyConfig,
+    dest: &crate::config::schema::DestinationConfig,
+    store: Store,
+) -> Result<crate::backup::job::JobProgress> {
+    let ctx = backup_context(config, &store, &ReadLocks::default());
     let bar = |p: &crate::backup::job::JobProgress| {
         let fraction = if p.bytes_total == 0 { 1.0 } else { p.bytes_done as f64 / p.bytes_total as f64 };
         let filled = (fraction * 30.0).round() as usize;
@@ -329,18 +337,37 @@ pub async fn backup_once(config: LoadedConfig, policy_id: &str) -> Result<crate:
     let done = crate::backup::job::run_job(&ctx, policy, dest, &bar).await;
     let events = EventSink::new(store.clone(), Arc::new(Notify::new()), config.board.limits.outbox_max);
     events.emit(crate::backup::scheduler::finished_event(&done)).await?;
-    drop((ctx, events, store));
-    tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
     Ok(done)
+}
+
+/// `heldar-edge export`: writes one archive of a window of footage.
+pub async fn export_once(
+    config: LoadedConfig,
+    request: crate::backup::export::ExportRequest,
+) -> Result<crate::backup::export::ExportResult> {
+    let recordings_dir = config.recordings_dir.clone();
+    with_index(&config, |store| async move {
+        crate::backup::export::export(&store, &recordings_dir, &ReadLocks::default(), request).await
+    })
+    .await
+}
+
+/// Opens the index for a one-shot command, runs `f` with it, and closes it cleanly.
+async fn with_index<T, F, Fut>(config: &LoadedConfig, f: F) -> Result<T>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (store, store_thread) = Store::open(&config.index_path())?;
+    let result = f(store).await;
+    tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
+    result
 }
 
 /// `heldar-edge sweep`: one retention pass on the index and recordings of `config`.
 pub async fn sweep_once(config: LoadedConfig) -> Result<crate::recording::sweeper::SweepReport> {
-    let (store, store_thread) = Store::open(&config.index_path())?;
-    let report = Sweeper::new(&config, store.clone(), ReadLocks::default()).sweep(UnixMs::now()).await;
-    drop(store);
-    tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;
-    report
+    with_index(&config, |store| async { Sweeper::new(&config, store, ReadLocks::default()).sweep(UnixMs::now()).await })
+        .await
 }
 
 async fn emit_test_events(events: EventSink, count: u64) {

@@ -253,3 +253,71 @@ fn sftp_through_rclone_and_a_clear_error_without_rclone() {
         assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &remote.join(path)), "{path} differs");
     }
 }
+
+#[test]
+fn export_writes_the_window_and_a_manifest_whose_hashes_match() {
+    let dir = TempDir::new("export");
+    let sources = fixture(&dir.0, 8, 100_000);
+    let config = config(&dir.0, "[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"/tmp/unused\"\n", "");
+    let index = rusqlite::Connection::open(dir.join("data/index.db")).expect("index");
+    let starts: Vec<i64> = index
+        .prepare("SELECT start_ms FROM segments ORDER BY start_ms")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    // A window over segments 2..=4 (each lasts 10 s).
+    let (from, to) = (UnixMs(starts[2] + 1), UnixMs(starts[4] + 5_000));
+    let out = dir.join("window.tar");
+    let run = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["export", "--camera", "cam", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--out"])
+        .arg(&out)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("export");
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("3 segments"), "{}", text(&run));
+
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("dir");
+    let untar = Command::new("tar").arg("-xf").arg(&out).arg("-C").arg(&unpacked).output().expect("tar");
+    assert!(untar.status.success(), "{}", text(&untar));
+    let mut expected: Vec<String> = sources[2..=4].to_vec();
+    expected.push("manifest.json".into());
+    expected.sort();
+    assert_eq!(files(&unpacked), expected);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).expect("manifest")).expect("json");
+    for entry in manifest["files"].as_array().expect("files") {
+        let path = entry["path"].as_str().expect("path");
+        let bytes = std::fs::read(unpacked.join(path)).expect("file");
+        let digest = sha256_hex(&bytes);
+        assert_eq!(entry["sha256"], digest, "{path}");
+        assert_eq!(entry["camera"], "cam");
+        assert!(same_content(&unpacked.join(path), &dir.join(&format!("data/recordings/{path}"))));
+    }
+
+    let too_big = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["export", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--max-bytes", "100KB", "-c"])
+        .arg(&config)
+        .output()
+        .expect("export");
+    assert!(!too_big.status.success());
+    assert!(text(&too_big).contains("over the export limit"), "{}", text(&too_big));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}

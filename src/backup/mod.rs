@@ -2,9 +2,11 @@
 //! or an rclone remote; and archive exports.
 
 pub mod copy;
+pub mod export;
 pub mod index;
 pub mod job;
 pub mod mounts;
 pub mod rclone;
 pub mod scheduler;
 pub mod select;
+pub mod tar;

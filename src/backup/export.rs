@@ -1,0 +1,145 @@
+//! Export: the segments of cameras in a time window as one tar archive with a
+//! manifest (camera, start, end, sha256 per file), written under a temporary
+//! name, with the sources read-locked while it runs.
+
+use super::copy::hex;
+use super::tar;
+use crate::recording::index::{self, SegmentRow};
+use crate::recording::sweeper::ReadLocks;
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// What to export.
+#[derive(Clone, Debug)]
+pub struct ExportRequest {
+    /// Cameras; empty = all.
+    pub cameras: Vec<String>,
+    /// Window start.
+    pub from: UnixMs,
+    /// Window end.
+    pub to: UnixMs,
+    /// The archive to write.
+    pub out: PathBuf,
+    /// Refuse windows larger than this.
+    pub max_bytes: u64,
+}
+
+/// A written archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportResult {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Segments in it.
+    pub files: usize,
+}
+
+/// Writes the archive of `request`.
+pub async fn export(
+    store: &Store,
+    recordings_dir: &Path,
+    reads: &ReadLocks,
+    request: ExportRequest,
+) -> Result<ExportResult> {
+    if request.to <= request.from {
+        bail!("the window is empty: --to must be after --from");
+    }
+    let (cameras, from, to) = (request.cameras.clone(), request.from, request.to);
+    let rows: Vec<SegmentRow> = store.call(move |conn| index::segments_overlapping(conn, &cameras, from, to)).await?;
+    if rows.is_empty() {
+        bail!("no footage of {} between {from} and {to}", describe(&request.cameras));
+    }
+    let total: u64 = rows.iter().map(|r| r.segment.bytes).sum();
+    if total > request.max_bytes {
+        bail!("the window holds {total} bytes, over the export limit of {}: narrow it", request.max_bytes);
+    }
+    let _reading = reads.hold(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
+    let recordings_dir = recordings_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, &rows, &request)).await.context("export task")?
+}
+
+fn describe(cameras: &[String]) -> String {
+    if cameras.is_empty() { "any camera".to_string() } else { cameras.join(", ") }
+}
+
+fn write_archive(recordings_dir: &Path, rows: &[SegmentRow], request: &ExportRequest) -> Result<ExportResult> {
+    if let Some(dir) = request.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let partial = super::copy::partial_name(&request.out);
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut out = HashingWriter { inner: std::io::BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
+    let mtime = (UnixMs::now().0 / 1000).max(0) as u64;
+    let mut manifest = Vec::with_capacity(rows.len());
+    let mut buf = vec![0u8; 256 * 1024];
+    for row in rows {
+        let s = &row.segment;
+        let source = recordings_dir.join(&s.path);
+        let mut input = std::fs::File::open(&source).with_context(|| format!("opening {}", source.display()))?;
+        let size = input.metadata()?.len();
+        tar::header(&mut out, &s.path, size, mtime)?;
+        let mut hasher = Sha256::new();
+        let mut copied = 0u64;
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            copied += n as u64;
+        }
+        if copied != size {
+            bail!("{} changed while it was exported", s.path);
+        }
+        tar::pad(&mut out, size)?;
+        manifest.push(json!({
+            "path": s.path, "camera": s.camera, "start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(),
+            "bytes": size, "sha256": hex(&hasher.finalize()),
+        }));
+    }
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "v": 1,
+        "cameras": request.cameras,
+        "from": request.from.to_rfc3339(),
+        "to": request.to.to_rfc3339(),
+        "files": manifest,
+    }))?;
+    tar::header(&mut out, "manifest.json", manifest.len() as u64, mtime)?;
+    out.write_all(&manifest)?;
+    tar::pad(&mut out, manifest.len() as u64)?;
+    tar::finish(&mut out)?;
+    out.flush()?;
+    let (bytes, sha256) = (out.bytes, hex(&out.hasher.finalize_reset()));
+    out.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&partial, &request.out).with_context(|| format!("renaming {}", partial.display()))?;
+    Ok(ExportResult { path: request.out.clone(), bytes, sha256, files: rows.len() })
+}
+
+/// Counts and hashes what goes through.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hasher.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
