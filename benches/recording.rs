@@ -81,7 +81,7 @@ fn bare_ffmpeg(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usa
     let after: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let usage = Usage {
         children_cpu: percent(after - before, started.elapsed()),
-        children_pss: pids.iter().map(|p| memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
+        children_pss: pids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
         ..Usage::default()
     };
     for child in &mut children {
@@ -109,10 +109,10 @@ fn service(dir: &support::TempDir, broker: &support::Broker, url: &str, n: usize
     let elapsed = started.elapsed();
     let usage = Usage {
         service_cpu: percent(after.0 - before.0, elapsed),
-        service_rss: memory_kib(pid, "VmRSS:") / 1024.0,
-        service_pss: memory_kib(pid, "Pss:") / 1024.0,
+        service_rss: support::memory_kib(pid, "VmRSS:") / 1024.0,
+        service_pss: support::memory_kib(pid, "Pss:") / 1024.0,
         children_cpu: percent(after.1 - before.1, elapsed),
-        children_pss: kids.iter().map(|p| memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
+        children_pss: kids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
     };
     node.terminate(Duration::from_secs(20));
     usage
@@ -140,15 +140,4 @@ fn children_of(pid: u32) -> Vec<u32> {
             after_name.split_whitespace().nth(1).and_then(|pp| pp.parse::<u32>().ok()) == Some(pid)
         })
         .collect()
-}
-
-/// A `key: value kB` line of /proc/PID/status (VmRSS) or smaps_rollup (Pss), in KiB.
-fn memory_kib(pid: u32, key: &str) -> f64 {
-    let file = if key == "Pss:" { "smaps_rollup" } else { "status" };
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0)
 }

@@ -127,7 +127,7 @@ fn end_to_end(seconds: u64) {
             .await
             .expect("status");
         let _ = watcher.next_on("heldar/bench/frames/c0", Duration::from_secs(30)).await.expect("frames");
-        let rss_start = rss_kib(node.pid());
+        let rss_start = support::memory_kib(node.pid(), "VmRSS:");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         let mut latencies = Vec::new();
         while let Ok(Some(m)) = tokio::time::timeout_at(deadline, watcher.next_any()).await {
@@ -137,7 +137,7 @@ fn end_to_end(seconds: u64) {
             let ts = UnixMs::parse_rfc3339(header["ts"].as_str().expect("ts")).expect("ts");
             latencies.push(received.0 - ts.0);
         }
-        let rss_end = rss_kib(node.pid());
+        let rss_end = support::memory_kib(node.pid(), "VmRSS:");
         latencies.sort_unstable();
         let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
         println!(
@@ -153,13 +153,4 @@ fn end_to_end(seconds: u64) {
         );
         node.terminate(Duration::from_secs(20));
     });
-}
-
-fn rss_kib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0.0)
 }

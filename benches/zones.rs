@@ -143,7 +143,7 @@ fn end_to_end(seconds: u64) {
         let mut next_rss = tokio::time::Instant::now();
         while let Ok(Some(m)) = tokio::time::timeout_at(deadline, watcher.next_any()).await {
             if tokio::time::Instant::now() >= next_rss {
-                rss.push(rss_mib(node.pid()));
+                rss.push(support::memory_kib(node.pid(), "VmRSS:") / 1024.0);
                 next_rss += Duration::from_secs(60);
             }
             if m.topic.contains("/events/lab/zone_") {
@@ -170,7 +170,7 @@ fn end_to_end(seconds: u64) {
                 messages += 1;
             }
         }
-        rss.push(rss_mib(node.pid()));
+        rss.push(support::memory_kib(node.pid(), "VmRSS:") / 1024.0);
         latencies.sort_by(f64::total_cmp);
         let pick = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(f64::NAN);
         println!(
@@ -183,14 +183,4 @@ fn end_to_end(seconds: u64) {
         println!("service RSS (MiB, every minute): {:?}", rss.iter().map(|r| (r * 10.0).round() / 10.0).collect::<Vec<_>>());
         node.terminate(Duration::from_secs(20));
     });
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }

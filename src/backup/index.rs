@@ -3,27 +3,6 @@
 use crate::wallclock::UnixMs;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// A job's row.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct JobRow {
-    /// Job id.
-    pub id: i64,
-    /// Policy id.
-    pub policy: String,
-    /// `running`, `done`, `failed` or `interrupted`.
-    pub status: String,
-    /// Files to copy.
-    pub files_total: u64,
-    /// Files copied.
-    pub files_done: u64,
-    /// Bytes to copy.
-    pub bytes_total: u64,
-    /// Bytes copied.
-    pub bytes_done: u64,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
 /// Starts a job; returns its id.
 pub fn start_job(conn: &Connection, policy: &str, destination: &str, now: UnixMs) -> rusqlite::Result<i64> {
     conn.query_row(
@@ -53,27 +32,6 @@ pub fn finish_job(conn: &Connection, id: i64, error: Option<&str>, now: UnixMs) 
 /// Marks jobs left `running` by a crash as `interrupted`; returns how many.
 pub fn interrupt_running(conn: &Connection, now: UnixMs) -> rusqlite::Result<usize> {
     conn.execute("UPDATE backup_jobs SET status = 'interrupted', ended_ms = ?1 WHERE status = 'running'", [now.0])
-}
-
-/// A job by id.
-pub fn job(conn: &Connection, id: i64) -> rusqlite::Result<Option<JobRow>> {
-    conn.query_row(
-        "SELECT id, policy, status, files_total, files_done, bytes_total, bytes_done, error FROM backup_jobs WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(JobRow {
-                id: r.get(0)?,
-                policy: r.get(1)?,
-                status: r.get(2)?,
-                files_total: r.get::<_, i64>(3)? as u64,
-                files_done: r.get::<_, i64>(4)? as u64,
-                bytes_total: r.get::<_, i64>(5)? as u64,
-                bytes_done: r.get::<_, i64>(6)? as u64,
-                error: r.get(7)?,
-            })
-        },
-    )
-    .optional()
 }
 
 /// Records that `destination` holds `path` (copied and verified).

@@ -60,9 +60,11 @@ pub struct CameraTotal {
     pub segments: u64,
 }
 
-const SEGMENT_COLUMNS: &str = "id, camera, path, start_ms, end_ms, bytes, codec, width, height";
+/// The columns `segment_row` reads, in its order.
+pub const SEGMENT_COLUMNS: &str = "id, camera, path, start_ms, end_ms, bytes, codec, width, height";
 
-fn segment_row(row: &Row<'_>) -> rusqlite::Result<SegmentRow> {
+/// Reads a `SEGMENT_COLUMNS` row.
+pub fn segment_row(row: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     Ok(SegmentRow {
         id: row.get(0)?,
         segment: NewSegment {

@@ -290,22 +290,7 @@ fn page_after(
     camera: Option<&(String, UnixMs)>,
     after: (i64, i64),
 ) -> rusqlite::Result<Vec<SegmentRow>> {
-    let columns = "id, camera, path, start_ms, end_ms, bytes, codec, width, height";
-    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<SegmentRow> {
-        Ok(SegmentRow {
-            id: r.get(0)?,
-            segment: index::NewSegment {
-                camera: r.get(1)?,
-                path: r.get(2)?,
-                start: UnixMs(r.get(3)?),
-                end: UnixMs(r.get(4)?),
-                bytes: r.get::<_, i64>(5)?.max(0) as u64,
-                codec: r.get(6)?,
-                width: r.get(7)?,
-                height: r.get(8)?,
-            },
-        })
-    };
+    let (columns, map) = (index::SEGMENT_COLUMNS, index::segment_row);
     match camera {
         Some((camera, cutoff)) => {
             let mut stmt = conn.prepare_cached(&format!(

@@ -533,3 +533,15 @@ impl Node {
         self.dir.join("data/recordings").join(&row.path)
     }
 }
+
+/// A `key: value kB` figure of a process, in KiB: `VmRSS:` from /proc/PID/status, `Pss:` from
+/// /proc/PID/smaps_rollup; 0 when unreadable.
+pub fn memory_kib(pid: u32, key: &str) -> f64 {
+    let file = if key == "Pss:" { "smaps_rollup" } else { "status" };
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0)
+}
