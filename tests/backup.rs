@@ -321,3 +321,56 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .expect("sha256sum");
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
+
+#[test]
+fn s3_through_rclone_against_a_local_s3_server() {
+    let dir = TempDir::new("backup-s3");
+    let sources = fixture(&dir.0, 5, 150_000);
+    let port = support::free_port();
+    let moto = support::system_binary("moto_server", "python3-pip (then: python3 -m pip install 'moto[server]')");
+    let mut server = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server");
+    support::wait_for(Duration::from_secs(20), "the S3 server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    std::fs::write(dir.join("s3.secret"), "moto-secret-77\n").expect("secret");
+    let destination = format!(
+        "[[backup.destination]]\nid = \"d\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"testing\"\nsecret_access_key_file = \"s3.secret\"\npath = \"footage/heldar\"\n"
+    );
+    let config = config(&dir.0, &destination, "");
+    let done = backup(&config, None);
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(!text(&done).contains("moto-secret-77"), "the secret leaked: {}", text(&done));
+
+    let remote = [
+        ("RCLONE_CONFIG_CHECK_TYPE", "s3".to_string()),
+        ("RCLONE_CONFIG_CHECK_PROVIDER", "Other".to_string()),
+        ("RCLONE_CONFIG_CHECK_ENDPOINT", format!("http://127.0.0.1:{port}")),
+        ("RCLONE_CONFIG_CHECK_ACCESS_KEY_ID", "testing".to_string()),
+        ("RCLONE_CONFIG_CHECK_SECRET_ACCESS_KEY", "moto-secret-77".to_string()),
+    ];
+    let rclone = support::system_binary("rclone", "rclone");
+    let listed = Command::new(&rclone)
+        .args(["lsf", "-R", "--files-only", "check:footage/heldar"])
+        .envs(remote.clone())
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("lsf");
+    let mut held: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_string).collect();
+    held.sort();
+    assert_eq!(held, sources, "{}", text(&listed));
+    let cat = Command::new(&rclone)
+        .args(["cat", &format!("check:footage/heldar/{}", sources[0])])
+        .envs(remote)
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("cat");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(cat.stdout, std::fs::read(dir.join(&format!("data/recordings/{}", sources[0]))).expect("source"));
+}

@@ -161,6 +161,9 @@ pub async fn copy_to_remote(
             .arg(&ctx.recordings_dir)
             .arg(&spec.target)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // rclone 1.60's AWS SDK fails on this variable ("unsupported transport"); rclone
+            // takes its CA certificates through --ca-cert instead.
+            .env_remove("AWS_CA_BUNDLE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -177,7 +180,7 @@ pub async fn copy_to_remote(
             if let Some(percent) = stats_percent(&line) {
                 progress.bytes_done = progress.bytes_total * percent.min(100) / 100;
                 report(progress);
-            } else if line.contains("ERROR") {
+            } else if !line.trim().is_empty() {
                 tracing::warn!(destination = %dest.id, message = %line, "rclone");
                 last_error = line;
             }
