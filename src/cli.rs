@@ -43,6 +43,8 @@ pub enum Command {
         out: Option<PathBuf>,
         /// Size limit.
         max_bytes: u64,
+        /// Cut the edge segments to the window.
+        cut: bool,
     },
     /// Print the version.
     Version,
@@ -60,9 +62,10 @@ commands:
   sweep [-c FILE]    run retention now (also while the service runs) and print what it deleted
   backup POLICY [-c FILE]
                      run a [[backup.policy]] now, with a progress bar
-  export --from TIME --to TIME [--camera ID]... [--out FILE] [--max-bytes SIZE] [-c FILE]
+  export --from TIME --to TIME [--camera ID]... [--out FILE] [--max-bytes SIZE] [--cut] [-c FILE]
                      write the window's segments and a manifest to one tar archive
-                     (times RFC 3339, e.g. 2026-11-24T14:00:00Z; default limit 4GiB)
+                     (times RFC 3339, e.g. 2026-11-24T14:00:00Z; default limit 4GiB);
+                     --cut trims the first and last segments to the window (ffmpeg -c copy)
   version            print the version
 
 options:
@@ -86,6 +89,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut emit_test_events = 0;
     let mut positional: Vec<String> = Vec::new();
     let (mut cameras, mut from, mut to, mut out, mut max_bytes) = (Vec::new(), None, None, None, 4u64 << 30);
+    let mut cut = false;
     let time = |flag: &str, value: Option<&String>| -> Result<crate::wallclock::UnixMs, String> {
         let value = value.ok_or(format!("{flag} needs a time"))?;
         crate::wallclock::UnixMs::parse_rfc3339(value)
@@ -108,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 let size = args.next().ok_or("--max-bytes needs a size")?;
                 max_bytes = crate::config::size::parse_byte_size(size).map_err(|e| format!("--max-bytes: {e}"))?;
             }
+            "--cut" if command == "export" => cut = true,
             "-h" | "--help" => return Ok(Command::Help),
             other if command == "backup" && !other.starts_with('-') && positional.is_empty() => {
                 positional.push(other.to_string());
@@ -129,6 +134,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             to: to.ok_or("export needs --to")?,
             out,
             max_bytes,
+            cut,
         },
         _ => Command::Check { config },
     })
@@ -175,9 +181,10 @@ mod tests {
             "1970-01-01T00:00:01Z",
             "--to",
             "1970-01-01T00:00:02Z",
+            "--cut",
         ]));
         assert!(
-            matches!(export, Ok(Command::Export { ref cameras, from, .. }) if cameras == &["a"] && from.0 == 1000),
+            matches!(export, Ok(Command::Export { ref cameras, from, cut: true, .. }) if cameras == &["a"] && from.0 == 1000),
             "{export:?}"
         );
         assert!(parse(&args(&["export", "--from", "yesterday", "--to", "1970-01-01T00:00:02Z"])).is_err());

@@ -71,14 +71,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Export { config, cameras, from, to, out, max_bytes } => {
+        Command::Export { config, cameras, from, to, out, max_bytes, cut } => {
             logging::init();
             let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
             let out = out.unwrap_or_else(|| {
                 let name = format!("export-{}-{}.tar", from.to_rfc3339(), to.to_rfc3339()).replace(':', "");
                 loaded.data_dir.join("exports").join(name)
             });
-            let request = heldar_edge::backup::export::ExportRequest { cameras, from, to, out, max_bytes };
+            let request = heldar_edge::backup::export::ExportRequest { cameras, from, to, out, max_bytes, cut };
             match runtime().and_then(|rt| rt.block_on(service::export_once(loaded, request))) {
                 Ok(done) => {
                     println!(

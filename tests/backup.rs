@@ -308,6 +308,75 @@ fn export_writes_the_window_and_a_manifest_whose_hashes_match() {
     assert!(text(&too_big).contains("over the export limit"), "{}", text(&too_big));
 }
 
+#[test]
+fn export_cut_trims_the_edge_segments_to_the_window_by_stream_copy() {
+    let dir = TempDir::new("export-cut");
+    // One real 10 s fragmented MP4 with a key frame every second, indexed as three segments in a row.
+    let clip = dir.join("clip.mp4");
+    let made = Command::new(support::system_binary("ffmpeg", "ffmpeg"))
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "10"])
+        .args(["-c:v", "libx264", "-g", "10", "-movflags", "+frag_keyframe+empty_moov+default_base_moof"])
+        .arg(&clip)
+        .output()
+        .expect("ffmpeg");
+    assert!(made.status.success(), "{}", text(&made));
+    let data = dir.join("data");
+    let mut conn = heldar_edge::store::open_connection(&data.join("index.db")).expect("index");
+    let tx = conn.transaction().expect("tx");
+    let base = UnixMs::now().0 - 3_600_000;
+    for i in 0..3 {
+        let path = format!("cam/day/{i:06}.mp4");
+        std::fs::create_dir_all(data.join("recordings/cam/day")).expect("dir");
+        std::fs::copy(&clip, data.join("recordings").join(&path)).expect("copy");
+        let start = UnixMs(base + i * 10_000);
+        let bytes = std::fs::metadata(&clip).expect("clip").len();
+        let segment = NewSegment {
+            camera: "cam".into(),
+            path,
+            start,
+            end: UnixMs(start.0 + 10_000),
+            bytes,
+            codec: Some("h264".into()),
+            width: Some(320),
+            height: Some(240),
+        };
+        insert_segment(&tx, &segment).expect("insert");
+    }
+    tx.commit().expect("commit");
+    drop(conn);
+    let config = config(&dir.0, "[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"/tmp/unused\"\n", "");
+    let (from, to) = (UnixMs(base + 6_000), UnixMs(base + 24_000));
+    let out = dir.join("cut.tar");
+    let run = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["export", "--cut", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--out"])
+        .arg(&out)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("export");
+    assert!(run.status.success(), "{}", text(&run));
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("dir");
+    let untar = Command::new("tar").arg("-xf").arg(&out).arg("-C").arg(&unpacked).output().expect("tar");
+    assert!(untar.status.success(), "{}", text(&untar));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).expect("manifest")).expect("json");
+    let entries = manifest["files"].as_array().expect("files");
+    assert_eq!(entries.len(), 3);
+    // Last 4 s of the first segment, all of the second, first 4 s of the third.
+    for (entry, (seconds, cut)) in entries.iter().zip([(4.0, true), (10.0, false), (4.0, true)]) {
+        let file = unpacked.join(entry["path"].as_str().expect("path"));
+        assert_eq!(entry["cut"], cut, "{entry}");
+        assert_eq!(entry["sha256"], sha256_hex(&std::fs::read(&file).expect("file")), "{entry}");
+        assert!(support::plays(&file), "{} does not play", file.display());
+        let duration = support::ffprobe_duration(&file).expect("duration");
+        assert!((duration - seconds).abs() <= 1.05, "{}: {duration} s, expected about {seconds} s", entry["path"]);
+    }
+    assert_eq!(entries[0]["start"], from.to_rfc3339());
+    assert_eq!(entries[2]["end"], to.to_rfc3339());
+    assert!(!dir.join("cut.tar.cut.mp4").exists(), "the temporary cut is removed");
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     let out = Command::new("sha256sum")
         .stdin(Stdio::piped())

@@ -1,6 +1,7 @@
 //! Export: the segments of cameras in a time window as one tar archive with a
 //! manifest (camera, start, end, sha256 per file), written under a temporary
-//! name, with the sources read-locked while it runs.
+//! name, with the sources read-locked while it runs. Optionally the segments at
+//! the window's edges are cut to it with `ffmpeg -c copy` (no re-encoding).
 
 use super::copy::hex;
 use super::tar;
@@ -27,6 +28,8 @@ pub struct ExportRequest {
     pub out: PathBuf,
     /// Refuse windows larger than this.
     pub max_bytes: u64,
+    /// Cut the first and last segments to the window (needs ffmpeg).
+    pub cut: bool,
 }
 
 /// A written archive.
@@ -61,16 +64,60 @@ pub async fn export(
     if total > request.max_bytes {
         bail!("the window holds {total} bytes, over the export limit of {}: narrow it", request.max_bytes);
     }
+    let ffmpeg = match request.cut {
+        true => Some(
+            crate::capture::find_program("ffmpeg")
+                .context("cutting to the window needs ffmpeg, which is not on PATH (apt-get install ffmpeg)")?,
+        ),
+        false => None,
+    };
     let _reading = reads.hold(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
     let recordings_dir = recordings_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, &rows, &request)).await.context("export task")?
+    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, &rows, &request, ffmpeg.as_deref()))
+        .await
+        .context("export task")?
+}
+
+/// The part of a segment `[start, end)` inside the window `[from, to)`, as an offset into the
+/// segment and a duration in milliseconds; `None` when the whole segment is inside.
+pub fn cut_of(start: UnixMs, end: UnixMs, from: UnixMs, to: UnixMs) -> Option<(i64, i64)> {
+    if start >= from && end <= to {
+        return None;
+    }
+    let (cut_start, cut_end) = (start.0.max(from.0), end.0.min(to.0));
+    Some((cut_start - start.0, (cut_end - cut_start).max(0)))
+}
+
+/// Writes the part `(offset_ms, duration_ms)` of `source` to `out` as fragmented MP4; the
+/// stream is copied, so the cut starts at the key frame at or before the offset.
+fn cut_segment(ffmpeg: &Path, source: &Path, (offset_ms, duration_ms): (i64, i64), out: &Path) -> Result<()> {
+    let seconds = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let output = std::process::Command::new(ffmpeg)
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", &seconds(offset_ms), "-i"])
+        .arg(source)
+        .args(["-t", &seconds(duration_ms), "-map", "0:v:0", "-c", "copy"])
+        .args(["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"])
+        .arg(out)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", ffmpeg.display()))?;
+    if !output.status.success() {
+        let message = String::from_utf8_lossy(&output.stderr);
+        bail!("ffmpeg could not cut {}: {}", source.display(), message.trim());
+    }
+    Ok(())
 }
 
 fn describe(cameras: &[String]) -> String {
     if cameras.is_empty() { "any camera".to_string() } else { cameras.join(", ") }
 }
 
-fn write_archive(recordings_dir: &Path, rows: &[SegmentRow], request: &ExportRequest) -> Result<ExportResult> {
+fn write_archive(
+    recordings_dir: &Path,
+    rows: &[SegmentRow],
+    request: &ExportRequest,
+    ffmpeg: Option<&Path>,
+) -> Result<ExportResult> {
     if let Some(dir) = request.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -80,9 +127,16 @@ fn write_archive(recordings_dir: &Path, rows: &[SegmentRow], request: &ExportReq
     let mtime = (UnixMs::now().0 / 1000).max(0) as u64;
     let mut manifest = Vec::with_capacity(rows.len());
     let mut buf = vec![0u8; 256 * 1024];
+    let cut_file = partial.with_extension("cut.mp4");
     for row in rows {
         let s = &row.segment;
-        let source = recordings_dir.join(&s.path);
+        let mut source = recordings_dir.join(&s.path);
+        let (mut start, mut end) = (s.start, s.end);
+        if let Some((ffmpeg, cut)) = ffmpeg.zip(cut_of(s.start, s.end, request.from, request.to)) {
+            cut_segment(ffmpeg, &source, cut, &cut_file)?;
+            (start, end) = (UnixMs(s.start.0 + cut.0), UnixMs(s.start.0 + cut.0 + cut.1));
+            source = cut_file.clone();
+        }
         let mut input = std::fs::File::open(&source).with_context(|| format!("opening {}", source.display()))?;
         let size = input.metadata()?.len();
         tar::header(&mut out, &s.path, size, mtime)?;
@@ -102,10 +156,11 @@ fn write_archive(recordings_dir: &Path, rows: &[SegmentRow], request: &ExportReq
         }
         tar::pad(&mut out, size)?;
         manifest.push(json!({
-            "path": s.path, "camera": s.camera, "start": s.start.to_rfc3339(), "end": s.end.to_rfc3339(),
-            "bytes": size, "sha256": hex(&hasher.finalize()),
+            "path": s.path, "camera": s.camera, "start": start.to_rfc3339(), "end": end.to_rfc3339(),
+            "bytes": size, "sha256": hex(&hasher.finalize()), "cut": source == cut_file,
         }));
     }
+    let _ = std::fs::remove_file(&cut_file);
     let manifest = serde_json::to_vec_pretty(&json!({
         "v": 1,
         "cameras": request.cameras,
@@ -141,5 +196,20 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_segments_crossing_the_window_edges_are_cut() {
+        let (from, to) = (UnixMs(10_000), UnixMs(30_000));
+        assert_eq!(cut_of(UnixMs(10_000), UnixMs(20_000), from, to), None, "inside, touching the start");
+        assert_eq!(cut_of(UnixMs(20_000), UnixMs(30_000), from, to), None, "inside, touching the end");
+        assert_eq!(cut_of(UnixMs(5_000), UnixMs(15_000), from, to), Some((5_000, 5_000)), "across the start");
+        assert_eq!(cut_of(UnixMs(25_000), UnixMs(35_000), from, to), Some((0, 5_000)), "across the end");
+        assert_eq!(cut_of(UnixMs(0), UnixMs(40_000), from, to), Some((10_000, 20_000)), "around the window");
     }
 }
