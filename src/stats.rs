@@ -112,12 +112,21 @@ impl StatsSources {
                 }),
             ),
             ("rejects", self.errors.snapshot()),
+            (
+                "process",
+                json!({"rss_kib": std::fs::read_to_string("/proc/self/status").ok().and_then(|s| rss_kib(&s))}),
+            ),
             ("zones", {
                 let z = *self.zones.lock().unwrap_or_else(|p| p.into_inner());
                 json!({"events": z.events, "locks": z.locks})
             }),
         ]
     }
+}
+
+/// The resident set size in KiB from the text of `/proc/<pid>/status` (`VmRSS:  1234 kB`).
+pub fn rss_kib(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
 }
 
 /// Publishes `P/stats` every `interval` until the task is dropped.
@@ -176,5 +185,11 @@ mod tests {
         assert_eq!(v["outbox"]["dropped"], 1);
         assert_eq!(v["outbox"]["acked"], 4);
         assert_eq!(v["cameras"]["front"]["state"], "recording");
+    }
+
+    #[test]
+    fn reads_the_resident_set_size() {
+        assert_eq!(rss_kib("Name:\theldar-edge\nVmHWM:\t  9000 kB\nVmRSS:\t    7312 kB\n"), Some(7312));
+        assert_eq!(rss_kib("Name:\tx\n"), None);
     }
 }
