@@ -11,6 +11,8 @@ pub enum Command {
         config: PathBuf,
         /// Test hook: emit this many `test` events at start.
         emit_test_events: u64,
+        /// Test hook: hang the store thread after this many seconds.
+        stall_store_after_s: Option<u64>,
     },
     /// Validate the config and print a summary.
     Check {
@@ -46,6 +48,23 @@ pub enum Command {
         /// Cut the edge segments to the window.
         cut: bool,
     },
+    /// Send a command to a node over MQTT and print its reply.
+    Call {
+        /// Config file (broker, node id).
+        config: PathBuf,
+        /// Command name.
+        name: String,
+        /// `key=value` arguments.
+        words: Vec<String>,
+        /// `--json` arguments.
+        json: Option<String>,
+        /// Key id to sign with.
+        key: Option<String>,
+        /// File holding that key's secret.
+        secret_file: Option<PathBuf>,
+        /// Seconds to wait for the reply.
+        timeout_s: u64,
+    },
     /// Print the version.
     Version,
     /// Print usage.
@@ -66,11 +85,18 @@ commands:
                      write the window's segments and a manifest to one tar archive
                      (times RFC 3339, e.g. 2026-11-24T14:00:00Z; default limit 4GiB);
                      --cut trims the first and last segments to the window (ffmpeg -c copy)
+  call NAME [key=value ...] [--json ARGS] [--key ID --secret-file FILE] [--timeout S] [-c FILE]
+                     send command NAME to the node of FILE over MQTT (signed with the key
+                     when given), print the reply; exit 0 when it is ok, 1 otherwise.
+                     a value that parses as JSON (60, true, [...]) is JSON, anything else text
   version            print the version
 
 options:
   -c, --config FILE          config file
       --emit-test-events N   (run, for tests) emit N `test` events through the outbox at start
+      --test-stall-store-after S
+                             (run, for tests) hang the index thread after S seconds: the
+                             systemd watchdog pings stop
 
 environment:
   HELDAR_LOG   log filter, e.g. `debug` or `heldar_edge=debug,info` (default info)
@@ -82,14 +108,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let command = match args.next().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
-        Some(command @ ("run" | "check" | "sweep" | "backup" | "export")) => command,
+        Some(command @ ("run" | "check" | "sweep" | "backup" | "export" | "call")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
     let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
-    let mut emit_test_events = 0;
+    let (mut emit_test_events, mut stall_store_after_s) = (0, None);
     let mut positional: Vec<String> = Vec::new();
-    let (mut cameras, mut from, mut to, mut out, mut max_bytes) = (Vec::new(), None, None, None, 4u64 << 30);
+    let (mut cameras, mut from, mut to, mut out, mut max_bytes) =
+        (Vec::new(), None, None, None, crate::backup::export::DEFAULT_MAX_BYTES);
     let mut cut = false;
+    let (mut json, mut key, mut secret_file, mut timeout_s) = (None, None, None, 30);
     let time = |flag: &str, value: Option<&String>| -> Result<crate::wallclock::UnixMs, String> {
         let value = value.ok_or(format!("{flag} needs a time"))?;
         crate::wallclock::UnixMs::parse_rfc3339(value)
@@ -99,6 +127,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         match arg.as_str() {
             "-c" | "--config" => {
                 config = args.next().ok_or("-c needs a file")?.into();
+            }
+            "--test-stall-store-after" if command == "run" => {
+                let n = args.next().ok_or("--test-stall-store-after needs seconds")?;
+                stall_store_after_s =
+                    Some(n.parse().map_err(|_| format!("--test-stall-store-after: {n:?} is not seconds"))?);
             }
             "--emit-test-events" if command == "run" => {
                 let n = args.next().ok_or("--emit-test-events needs a count")?;
@@ -113,6 +146,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 max_bytes = crate::config::size::parse_byte_size(size).map_err(|e| format!("--max-bytes: {e}"))?;
             }
             "--cut" if command == "export" => cut = true,
+            "--json" if command == "call" => json = Some(args.next().ok_or("--json needs an object")?.clone()),
+            "--key" if command == "call" => key = Some(args.next().ok_or("--key needs a key id")?.clone()),
+            "--secret-file" if command == "call" => {
+                secret_file = Some(PathBuf::from(args.next().ok_or("--secret-file needs a file")?));
+            }
+            "--timeout" if command == "call" => {
+                let s = args.next().ok_or("--timeout needs seconds")?;
+                timeout_s =
+                    s.parse().ok().filter(|t| *t > 0).ok_or(format!("--timeout: {s:?} is not a number of seconds"))?;
+            }
+            other if command == "call" && !other.starts_with('-') => positional.push(other.to_string()),
             "-h" | "--help" => return Ok(Command::Help),
             other if command == "backup" && !other.starts_with('-') && positional.is_empty() => {
                 positional.push(other.to_string());
@@ -121,11 +165,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
     }
     Ok(match command {
-        "run" => Command::Run { config, emit_test_events },
+        "run" => Command::Run { config, emit_test_events, stall_store_after_s },
         "sweep" => Command::Sweep { config },
         "backup" => {
             let policy = positional.pop().ok_or("backup needs a policy id")?;
             Command::Backup { config, policy }
+        }
+        "call" => {
+            let mut words = positional.into_iter();
+            let name = words.next().ok_or("call needs a command name")?;
+            if key.is_some() != secret_file.is_some() {
+                return Err("--key and --secret-file go together".into());
+            }
+            Command::Call { config, name, words: words.collect(), json, key, secret_file, timeout_s }
         }
         "export" => Command::Export {
             config,
@@ -159,12 +211,16 @@ mod tests {
     fn parses_commands_and_options() {
         assert_eq!(
             parse(&args(&["run", "-c", "x.toml"])),
-            Ok(Command::Run { config: "x.toml".into(), emit_test_events: 0 })
+            Ok(Command::Run { config: "x.toml".into(), emit_test_events: 0, stall_store_after_s: None })
         );
         assert_eq!(parse(&args(&["check"])), Ok(Command::Check { config: crate::config::DEFAULT_CONFIG_PATH.into() }));
         assert_eq!(
             parse(&args(&["run", "--emit-test-events", "5"])),
-            Ok(Command::Run { config: crate::config::DEFAULT_CONFIG_PATH.into(), emit_test_events: 5 })
+            Ok(Command::Run {
+                config: crate::config::DEFAULT_CONFIG_PATH.into(),
+                emit_test_events: 5,
+                stall_store_after_s: None
+            })
         );
         assert_eq!(parse(&args(&["version"])), Ok(Command::Version));
         assert_eq!(parse(&args(&["sweep", "-c", "x.toml"])), Ok(Command::Sweep { config: "x.toml".into() }));
@@ -190,6 +246,31 @@ mod tests {
         assert!(parse(&args(&["export", "--from", "yesterday", "--to", "1970-01-01T00:00:02Z"])).is_err());
         assert!(parse(&args(&["export", "--from", "1970-01-01T00:00:01Z"])).is_err());
         assert_eq!(parse(&args(&[])), Ok(Command::Help));
+        assert_eq!(
+            parse(&args(&[
+                "call",
+                "record",
+                "camera=a",
+                "mode=on",
+                "--key",
+                "ops",
+                "--secret-file",
+                "k",
+                "-c",
+                "x.toml"
+            ])),
+            Ok(Command::Call {
+                config: "x.toml".into(),
+                name: "record".into(),
+                words: vec!["camera=a".into(), "mode=on".into()],
+                json: None,
+                key: Some("ops".into()),
+                secret_file: Some("k".into()),
+                timeout_s: 30,
+            })
+        );
+        assert!(parse(&args(&["call"])).is_err());
+        assert!(parse(&args(&["call", "status", "--key", "ops"])).is_err(), "a key needs its secret");
     }
 
     #[test]

@@ -75,8 +75,7 @@ fn main() -> ExitCode {
             logging::init();
             let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
             let out = out.unwrap_or_else(|| {
-                let name = format!("export-{}-{}.tar", from.to_rfc3339(), to.to_rfc3339()).replace(':', "");
-                loaded.data_dir.join("exports").join(name)
+                loaded.data_dir.join("exports").join(heldar_edge::backup::export::archive_name(from, to))
             });
             let request = heldar_edge::backup::export::ExportRequest { cameras, from, to, out, max_bytes, cut };
             match runtime().and_then(|rt| rt.block_on(service::export_once(loaded, request))) {
@@ -96,7 +95,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { config, emit_test_events } => {
+        Command::Call { config, name, words, json, key, secret_file, timeout_s } => {
+            let Some(loaded) = load_or_report(&config) else { return ExitCode::FAILURE };
+            match call(&loaded, name, (&words, json.as_deref()), key.zip(secret_file), timeout_s) {
+                Ok(reply) => {
+                    println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
+                    if reply["ok"] == true { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("heldar-edge call: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { config, emit_test_events, stall_store_after_s } => {
             logging::init();
             let loaded = match config::load(&config) {
                 Ok(loaded) => loaded,
@@ -114,7 +126,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(service::run(loaded, service::RunOptions { emit_test_events })) {
+            match runtime.block_on(service::run(
+                loaded,
+                service::RunOptions {
+                    emit_test_events,
+                    stall_store_after: stall_store_after_s.map(std::time::Duration::from_secs),
+                },
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "heldar-edge failed");
@@ -123,6 +141,29 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `heldar-edge call`: builds the request, sends it and waits for the reply.
+fn call(
+    config: &LoadedConfig,
+    name: String,
+    (words, json): (&[String], Option<&str>),
+    key: Option<(String, std::path::PathBuf)>,
+    timeout_s: u64,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let args = heldar_edge::commands::client::args_from_words(words, json).map_err(anyhow::Error::msg)?;
+    let key = match key {
+        Some((id, file)) => {
+            let secret = heldar_edge::mqtt::session::read_secret(&file).context("--secret-file")?;
+            Some((id, secret))
+        }
+        None => None,
+    };
+    let call =
+        heldar_edge::commands::client::Call { name, args, key, timeout: std::time::Duration::from_secs(timeout_s) };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    runtime()?.block_on(heldar_edge::commands::client::call(config, &call))
 }
 
 /// Loads the config, or prints every problem in it.

@@ -92,6 +92,8 @@ pub struct StatsSources {
     pub workers: tokio::sync::watch::Receiver<crate::workers::status::WorkerSummary>,
     /// Zone events and locks.
     pub zones: std::sync::Arc<std::sync::Mutex<crate::zones::service::ZoneCounters>>,
+    /// Root of the segments (free space of its file system).
+    pub recordings_dir: std::path::PathBuf,
 }
 
 impl StatsSources {
@@ -124,39 +126,70 @@ impl StatsSources {
     }
 }
 
+/// The `storage` section: free and total bytes of the recordings file system, and the
+/// bytes of all indexed segments (`null` where unknown).
+pub fn storage_section(disk: Option<(u64, u64)>, recorded: Option<u64>) -> Value {
+    let free_percent =
+        disk.filter(|(_, total)| *total > 0).map(|(free, total)| (free as f64 * 1000.0 / total as f64).round() / 10.0);
+    json!({
+        "free_bytes": disk.map(|d| d.0),
+        "total_bytes": disk.map(|d| d.1),
+        "free_percent": free_percent,
+        "recordings_bytes": recorded,
+    })
+}
+
 /// The resident set size in KiB from the text of `/proc/<pid>/status` (`VmRSS:  1234 kB`).
 pub fn rss_kib(status: &str) -> Option<u64> {
     status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
 }
 
-/// Publishes `P/stats` every `interval` until the task is dropped.
-pub async fn run(sources: StatsSources, (node, board): (String, String), interval: Duration) {
-    let (mqtt, store) = (&sources.mqtt, &sources.store);
-    let started = Instant::now();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let outbox = match store.call(outbox::counts).await {
+impl StatsSources {
+    /// One report now, as `P/stats` carries it (and the `status` command answers).
+    pub async fn report(&self, (node, board): (&str, &str), uptime: Duration) -> Value {
+        let outbox = match self.store.call(outbox::counts).await {
             Ok(counts) => Some(counts),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox counters unavailable");
                 None
             }
         };
-        let session = mqtt.stats();
+        let recorded: Option<u64> =
+            self.store.call(crate::recording::index::camera_totals).await.ok().map(|t| t.iter().map(|c| c.bytes).sum());
+        let mut sections = self.sections();
+        sections.push((
+            "storage",
+            storage_section(crate::recording::sweeper::disk_space(&self.recordings_dir).ok(), recorded),
+        ));
+        let session = self.mqtt.stats();
         let input = StatsInput {
-            node: node.clone(),
-            board: board.clone(),
+            node: node.to_string(),
+            board: board.to_string(),
             now: UnixMs::now(),
-            uptime_s: started.elapsed().as_secs(),
+            uptime_s: uptime.as_secs(),
             mqtt: session_counters(session),
             outbox,
             events: (session.events_published.load(Ordering::Relaxed), session.events_acked.load(Ordering::Relaxed)),
-            sections: sources.sections(),
+            sections,
         };
-        let topic = mqtt.topics().stats();
-        mqtt.publish(topic, stats_payload(&input).to_string(), QoS::AtMostOnce, false);
+        stats_payload(&input)
+    }
+}
+
+/// Publishes `P/stats` every `interval` until the task is dropped; `started` is the service's start.
+pub async fn run(
+    sources: std::sync::Arc<StatsSources>,
+    (node, board): (String, String),
+    interval: Duration,
+    started: Instant,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let report = sources.report((&node, &board), started.elapsed()).await;
+        let topic = sources.mqtt.topics().stats();
+        sources.mqtt.publish(topic, report.to_string(), QoS::AtMostOnce, false);
     }
 }
 
@@ -185,6 +218,13 @@ mod tests {
         assert_eq!(v["outbox"]["dropped"], 1);
         assert_eq!(v["outbox"]["acked"], 4);
         assert_eq!(v["cameras"]["front"]["state"], "recording");
+    }
+
+    #[test]
+    fn storage_reports_free_space_and_recordings() {
+        let v = storage_section(Some((250, 1000)), Some(600));
+        assert_eq!(v, json!({"free_bytes": 250, "total_bytes": 1000, "free_percent": 25.0, "recordings_bytes": 600}));
+        assert!(storage_section(None, None)["free_percent"].is_null());
     }
 
     #[test]

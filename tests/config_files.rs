@@ -218,3 +218,22 @@ fn unreadable_secret_files_are_found_at_load() {
     assert_eq!(err.problems[0].line_col.map(|(l, _)| l), Some(8));
     assert!(err.to_string().contains("missing.pass"), "{err}");
 }
+
+#[test]
+fn a_command_secret_readable_by_others_is_refused_at_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("heldar-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("ops.key");
+    std::fs::write(&secret, "s3cret\n").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let text = "[commands]\n[[commands.key]]\nid = \"ops\"\nsecret_file = \"ops.key\"\nallow = [\"status\"]\n";
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).expect("write");
+    let err = config::load(&path).expect_err("secret readable by others");
+    assert_eq!(err.problems[0].key.as_deref(), Some("commands.key[0].secret_file"), "{err}");
+    assert!(err.to_string().contains("readable by group or others (mode 644): chmod 600"), "{err}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert!(config::load(&path).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}

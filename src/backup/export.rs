@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Size limit of an archive unless told otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+
 /// What to export.
 #[derive(Clone, Debug)]
 pub struct ExportRequest {
@@ -45,6 +48,23 @@ pub struct ExportResult {
     pub files: usize,
 }
 
+/// The window holds no footage of the cameras asked for.
+#[derive(Debug)]
+pub struct NoFootage(String);
+
+impl std::fmt::Display for NoFootage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoFootage {}
+
+/// The file name of the archive of window `from..to`: `export-<from>-<to>.tar` without colons.
+pub fn archive_name(from: UnixMs, to: UnixMs) -> String {
+    format!("export-{}-{}.tar", from.to_rfc3339(), to.to_rfc3339()).replace(':', "")
+}
+
 /// Writes the archive of `request`.
 pub async fn export(
     store: &Store,
@@ -58,7 +78,7 @@ pub async fn export(
     let (cameras, from, to) = (request.cameras.clone(), request.from, request.to);
     let rows: Vec<SegmentRow> = store.call(move |conn| index::segments_overlapping(conn, &cameras, from, to)).await?;
     if rows.is_empty() {
-        bail!("no footage of {} between {from} and {to}", describe(&request.cameras));
+        return Err(NoFootage(format!("no footage of {} between {from} and {to}", describe(&request.cameras))).into());
     }
     let total: u64 = rows.iter().map(|r| r.segment.bytes).sum();
     if total > request.max_bytes {

@@ -54,6 +54,17 @@ pub struct JobProgress {
 }
 
 impl JobProgress {
+    /// A job of `policy` that failed before it had an id.
+    pub fn not_started(policy: &PolicyConfig, dest: &DestinationConfig, error: &anyhow::Error) -> Self {
+        Self {
+            policy: policy.id.clone(),
+            destination: dest.id.clone(),
+            status: "failed".into(),
+            error: Some(format!("{error:#}")),
+            ..Self::default()
+        }
+    }
+
     /// The JSON of `P/backup/<job>`.
     pub fn payload(&self) -> serde_json::Value {
         let mut value = json!({
@@ -75,22 +86,31 @@ pub async fn run_job(
     dest: &DestinationConfig,
     report: &(dyn Fn(&JobProgress) + Sync),
 ) -> JobProgress {
+    match begin_job(ctx, policy, dest).await {
+        Ok(job) => run_begun(ctx, job, policy, dest, report).await,
+        Err(e) => {
+            let progress = JobProgress::not_started(policy, dest, &e);
+            report(&progress);
+            progress
+        }
+    }
+}
+
+/// Records a new `running` job of `policy`; returns its id.
+pub async fn begin_job(ctx: &BackupContext, policy: &PolicyConfig, dest: &DestinationConfig) -> Result<i64> {
     let now = UnixMs::now();
     let (policy_id, dest_id) = (policy.id.clone(), dest.id.clone());
-    let job = match ctx.store.call(move |conn| index::start_job(conn, &policy_id, &dest_id, now)).await {
-        Ok(job) => job,
-        Err(e) => {
-            let progress = JobProgress {
-                policy: policy.id.clone(),
-                destination: dest.id.clone(),
-                status: "failed".into(),
-                error: Some(format!("{e:#}")),
-                ..JobProgress::default()
-            };
-            report(&progress);
-            return progress;
-        }
-    };
+    ctx.store.call(move |conn| index::start_job(conn, &policy_id, &dest_id, now)).await
+}
+
+/// Runs job `job` (from `begin_job`) to its end and records how it ended.
+pub async fn run_begun(
+    ctx: &BackupContext,
+    job: i64,
+    policy: &PolicyConfig,
+    dest: &DestinationConfig,
+    report: &(dyn Fn(&JobProgress) + Sync),
+) -> JobProgress {
     let mut progress = JobProgress {
         job,
         policy: policy.id.clone(),

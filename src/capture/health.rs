@@ -143,6 +143,24 @@ impl CameraHealth {
         events
     }
 
+    /// Recording was turned off at `now` (`record = "off"` or a `record` command): the
+    /// timeline has a gap from here until recording comes back.
+    pub fn on_disabled(&mut self, now: UnixMs) {
+        if self.gap_from.is_none() {
+            self.gap_from = Some((self.last_segment_end.unwrap_or(now), "recording turned off".to_string()));
+        }
+        self.offline_announced = false;
+        self.last_error = None;
+        self.set_state(CameraState::Disabled, now);
+    }
+
+    /// Recording was turned back on at `now`.
+    pub fn on_enabled(&mut self, now: UnixMs) {
+        if self.state == CameraState::Disabled {
+            self.set_state(CameraState::Connecting, now);
+        }
+    }
+
     /// The source ended or was stopped at `now` for `why` (its last error is preferred).
     pub fn on_failure(&mut self, now: UnixMs, why: &str) -> Vec<HealthEvent> {
         let reason = self.last_error.clone().unwrap_or_else(|| why.to_string());
@@ -206,6 +224,21 @@ mod tests {
     fn contiguous_segments_make_no_gap() {
         let mut h = CameraHealth::new(UnixMs(0), Some(UnixMs(10_000)), false);
         assert!(h.on_segment(UnixMs(10_000 + GAP_TOLERANCE_MS), UnixMs(20_000)).is_empty());
+    }
+
+    #[test]
+    fn turning_recording_off_and_on_leaves_one_gap_and_no_offline_event() {
+        let mut h = CameraHealth::new(UnixMs(0), None, false);
+        h.on_segment(UnixMs(0), UnixMs(10_000));
+        h.on_disabled(UnixMs(11_000));
+        assert_eq!((h.state(), h.since()), (CameraState::Disabled, UnixMs(11_000)));
+        h.on_enabled(UnixMs(60_000));
+        assert_eq!(h.state(), CameraState::Connecting);
+        let back = h.on_segment(UnixMs(61_000), UnixMs(70_000));
+        assert_eq!(
+            back,
+            [HealthEvent::Gap { start: UnixMs(10_000), end: UnixMs(61_000), reason: "recording turned off".into() }]
+        );
     }
 
     #[test]

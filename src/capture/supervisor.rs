@@ -6,6 +6,7 @@ use super::ffmpeg::{self, ListedSegment, RecorderPlan, StderrLine};
 use super::health::{CameraHealth, CameraState, HealthEvent};
 use super::source::{Source, scrub};
 use crate::config::schema::{CameraConfig, RecordMode, V4l2Config};
+use crate::heartbeat::{Heartbeat, beating};
 use crate::mqtt::MqttHandle;
 use crate::mqtt::backoff::{Backoff, clock_jitter};
 use crate::outbox::{EventSink, EventType, NewEvent};
@@ -60,6 +61,8 @@ pub struct CameraSupervisor {
     pub states: super::CameraStates,
     /// The camera's sampler, when it is sampled.
     pub sampler: Option<mpsc::Sender<SamplerInput>>,
+    /// Beats every second while the supervisor runs (the systemd watchdog watches it).
+    pub heartbeat: Heartbeat,
 }
 
 /// Measurements of the current ffmpeg run.
@@ -95,8 +98,8 @@ impl CameraSupervisor {
         &self.camera.id
     }
 
-    /// Supervises the camera until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Supervises the camera until `stop` turns true; records while `mode` is not `Off`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, mut mode: watch::Receiver<RecordMode>) {
         let last_end = match self
             .store
             .call({
@@ -111,20 +114,33 @@ impl CameraSupervisor {
                 None
             }
         };
-        let disabled = self.camera.record == RecordMode::Off;
-        let mut health = CameraHealth::new(UnixMs::now(), last_end, disabled);
+        let mut health = CameraHealth::new(UnixMs::now(), last_end, *mode.borrow() == RecordMode::Off);
         let mut measures = Measures::default();
         self.publish_state(&health, &measures);
-        if disabled {
-            tracing::info!(camera = %self.id(), "recording off");
-            stopped(&mut stop).await;
-            return;
-        }
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
-            let outcome = self.record_once(&mut health, &mut measures, &mut stop).await;
+            if *mode.borrow_and_update() == RecordMode::Off {
+                health.on_disabled(UnixMs::now());
+                self.publish_state(&health, &measures);
+                tracing::info!(camera = %self.id(), "recording off");
+                let turned = beating(&self.heartbeat, async {
+                    tokio::select! {
+                        () = stopped(&mut stop) => false,
+                        changed = mode.changed() => changed.is_ok(),
+                    }
+                })
+                .await;
+                if !turned {
+                    beating(&self.heartbeat, stopped(&mut stop)).await;
+                    return;
+                }
+                continue;
+            }
+            health.on_enabled(UnixMs::now());
+            let outcome = self.record_once(&mut health, &mut measures, &mut stop, &mut mode).await;
             let healthy = match &outcome {
                 Outcome::Stopped => return,
+                Outcome::Paused => continue,
                 Outcome::Failed { why, ran, delivered } => {
                     let events = health.on_failure(UnixMs::now(), why);
                     self.emit_health(&events).await;
@@ -137,9 +153,16 @@ impl CameraSupervisor {
             }
             let delay = backoff.next_delay(clock_jitter());
             tracing::debug!(camera = %self.id(), retry_in_ms = delay.as_millis() as u64, "restarting recorder");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stopped(&mut stop) => return,
+            let stopping = beating(&self.heartbeat, async {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => false,
+                    () = stopped(&mut stop) => true,
+                    _ = mode.changed() => false,
+                }
+            })
+            .await;
+            if stopping {
+                return;
             }
         }
     }
@@ -149,6 +172,7 @@ impl CameraSupervisor {
         health: &mut CameraHealth,
         measures: &mut Measures,
         stop: &mut watch::Receiver<bool>,
+        mode: &mut watch::Receiver<RecordMode>,
     ) -> Outcome {
         self.ensure_day_dirs();
         // Segment names have one-second resolution: never start two runs in the same second.
@@ -240,7 +264,7 @@ impl CameraSupervisor {
         };
         let recorder = Recorder { child, stdout, stderr, feeder };
         measures.format = v4l2.filter(|_| matches!(self.source, Source::V4l2(_)));
-        self.watch(recorder, health, measures, stop).await
+        self.watch(recorder, health, measures, (stop, mode)).await
     }
 
     fn not_started(&self, health: &mut CameraHealth, why: String) -> Outcome {
@@ -254,7 +278,7 @@ impl CameraSupervisor {
         recorder: Recorder,
         health: &mut CameraHealth,
         measures: &mut Measures,
-        stop: &mut watch::Receiver<bool>,
+        (stop, mode): (&mut watch::Receiver<bool>, &mut watch::Receiver<RecordMode>),
     ) -> Outcome {
         let Recorder { mut child, stdout, stderr, mut feeder } = recorder;
         let mut list: Option<Lines<BufReader<ChildStdout>>> = Some(BufReader::new(stdout).lines());
@@ -265,6 +289,7 @@ impl CameraSupervisor {
         let mut stopping: Option<Instant> = None;
         let mut why = String::from("ffmpeg exited");
         let mut last_state_publish = Instant::now();
+        let (mut paused, mut mode_open) = (false, true);
         while list.is_some() || log.is_some() {
             tokio::select! {
                 line = next_line(&mut list) => match line {
@@ -291,6 +316,7 @@ impl CameraSupervisor {
                     None => log = None,
                 },
                 _ = tick.tick() => {
+                    self.heartbeat.beat();
                     if let Some(since) = stopping {
                         if since.elapsed() > STOP_GRACE {
                             let _ = child.start_kill();
@@ -312,12 +338,25 @@ impl CameraSupervisor {
                     stopping = Some(Instant::now());
                     why = "stopped".into();
                 }
+                changed = mode.changed(), if stopping.is_none() && mode_open => {
+                    mode_open = changed.is_ok();
+                    if *mode.borrow() == RecordMode::Off {
+                        // Like a stop: the last segment is closed and indexed.
+                        finish(feeder.take()).await;
+                        stopping = Some(Instant::now());
+                        paused = true;
+                    }
+                }
             }
         }
         finish(feeder.take()).await;
         let status = child.wait().await;
+        self.states.set_writing(self.id(), None);
         if *stop.borrow() {
             return Outcome::Stopped;
+        }
+        if paused {
+            return Outcome::Paused;
         }
         let ran = run.started.elapsed();
         if why == "ffmpeg exited" {
@@ -355,6 +394,7 @@ impl CameraSupervisor {
                 None
             }
             StderrLine::Opening(path) => {
+                self.states.set_writing(self.id(), Some(PathBuf::from(&path)));
                 run.opened.push_back(path);
                 if run.opened.len() > 16 {
                     run.opened.pop_front();
@@ -491,6 +531,8 @@ impl CameraSupervisor {
 enum Outcome {
     /// The service is stopping.
     Stopped,
+    /// Recording was turned off.
+    Paused,
     /// It failed or stalled.
     Failed { why: String, ran: Duration, delivered: bool },
 }

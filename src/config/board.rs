@@ -14,7 +14,7 @@ pub const BUILTIN_BOARDS: &[(&str, &str)] = &[
 ];
 
 /// One board profile (`board/<name>.toml`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardProfile {
     /// Human description of the board.
@@ -26,7 +26,7 @@ pub struct BoardProfile {
 }
 
 /// The capacity limits of DESIGN §3, each at most its compile-time ceiling.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardLimits {
     /// Cameras configured.
@@ -54,7 +54,7 @@ pub struct BoardLimits {
 }
 
 /// ffmpeg choices that depend on the board's hardware.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardFfmpeg {
     /// H.264 encoder for sources that are not H.264 already (`libx264`, `h264_v4l2m2m`, `h264_rkmpp`).

@@ -142,13 +142,26 @@ fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
     for (i, key) in config.commands.keys.iter().enumerate() {
         files.push((format!("commands.key[{i}].secret_file"), key.secret_file.as_path()));
     }
-    files
+    let mut problems: Vec<(String, String)> = files
         .into_iter()
         .filter_map(|(key, file)| {
             let path = base.join(file);
             std::fs::File::open(&path).err().map(|e| (key, format!("cannot read {}: {e}", path.display())))
         })
-        .collect()
+        .collect();
+    for (i, key) in config.commands.keys.iter().enumerate() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = base.join(&key.secret_file);
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            problems.push((
+                format!("commands.key[{i}].secret_file"),
+                format!("{} is readable by group or others (mode {mode:o}): chmod 600 it", path.display()),
+            ));
+        }
+    }
+    problems
 }
 
 /// Parses and validates config `text` read from `path`; relative paths resolve against `base`.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 /// The whole `config.toml`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[node]`
@@ -39,7 +39,7 @@ pub struct Config {
 }
 
 /// `[node]`: who this node is and where it keeps its data.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Node id, also the MQTT topic level; the hostname when absent.
@@ -66,7 +66,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 /// `[mqtt]`: the broker connection.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host:port` or `mqtts://host:port`.
@@ -120,7 +120,7 @@ fn default_stats_interval() -> u64 {
 }
 
 /// `[storage]`: where segments go and how much room they may take.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Segment root; `<data_dir>/recordings` when absent.
@@ -155,7 +155,7 @@ fn default_min_free_percent() -> f64 {
 }
 
 /// `[sampler]`: the global frame budget.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamplerConfig {
     /// Frames per second shared by all sampled cameras; the board's limit when absent.
@@ -170,7 +170,7 @@ impl Default for SamplerConfig {
 }
 
 /// `[events]`: footage kept around events.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
     /// Seconds of footage kept before an event.
@@ -219,7 +219,7 @@ impl RecordMode {
 }
 
 /// One `[[camera]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// `[a-z0-9_-]{1,32}`, not starting with `_`.
@@ -285,7 +285,7 @@ pub enum PixelFormat {
 }
 
 /// `[camera.v4l2]`: the capture format asked of a V4L2 device.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct V4l2Config {
     /// Width in pixels.
@@ -341,7 +341,7 @@ impl<'de> Deserialize<'de> for Point {
 }
 
 /// One `[[camera.zone]]`: a polygon or a line.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     /// `[a-z0-9_-]{1,32}`, unique within the camera.
@@ -380,7 +380,7 @@ fn default_inertia() -> u32 {
 }
 
 /// `[backup]`: destinations and the policies that fill them.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     /// `[[backup.destination]]`
@@ -421,7 +421,7 @@ impl DestinationKind {
 }
 
 /// One `[[backup.destination]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// `[a-z0-9_-]{1,32}`.
@@ -468,7 +468,7 @@ pub enum VerifyMode {
 }
 
 /// One `[[backup.policy]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// `[a-z0-9_-]{1,32}`.
@@ -530,7 +530,7 @@ impl AuthMode {
 }
 
 /// `[commands]`: who may run which command.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandsConfig {
     /// Authorization mode.
@@ -545,7 +545,7 @@ pub struct CommandsConfig {
 }
 
 /// One `[[commands.key]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandKeyConfig {
     /// `[A-Za-z0-9_-]{1,64}`.
@@ -558,7 +558,7 @@ pub struct CommandKeyConfig {
 }
 
 /// `[homeassistant]`: MQTT discovery.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HomeAssistantConfig {
     /// Publish discovery configs.

@@ -31,6 +31,8 @@ const OUTBOX_WINDOW: usize = 32;
 const MQTT_INFLIGHT: u16 = 64;
 /// Retained topics the session restores after a reconnect.
 const RETAINED_MAX: usize = 1024;
+/// Publishes held while rumqttc's queue is full (a burst of replies, say); beyond, the oldest is dropped.
+const PENDING_MAX: usize = 256;
 /// Largest MQTT packet the session reads.
 pub const MAX_INCOMING_BYTES: usize = 16 << 20;
 /// How long shutdown waits for the broker to take `offline`.
@@ -90,6 +92,16 @@ pub struct SessionStats {
     pub publishes_dropped: AtomicU64,
     /// Incoming messages dropped because their consumer was full.
     pub incoming_dropped: AtomicU64,
+    /// Beats while the session's loop turns (the systemd watchdog watches it).
+    pub heartbeat: crate::heartbeat::Heartbeat,
+}
+
+/// A publish waiting for room in rumqttc's queue.
+struct Pending {
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
 }
 
 enum Request {
@@ -147,6 +159,7 @@ pub struct Session {
     subscriptions: Vec<Subscription>,
     stats: Arc<SessionStats>,
     retained: BTreeMap<String, Vec<u8>>,
+    pending: std::collections::VecDeque<Pending>,
     connected: bool,
     cursor: i64,
     outbox_in_flight: usize,
@@ -171,16 +184,7 @@ pub fn session(
         .set_inflight(MQTT_INFLIGHT)
         .set_max_packet_size(settings.max_incoming_bytes, settings.max_packet_bytes)
         .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
-    if let Some((user, password)) = &settings.credentials {
-        options.set_credentials(user, password);
-    }
-    if settings.url.tls {
-        let transport = match &settings.ca_pem {
-            Some(ca) => Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }),
-            None => Transport::Tls(TlsConfiguration::Rustls(system_roots()?)),
-        };
-        options.set_transport(transport);
-    }
+    authenticate(&mut options, settings)?;
     let (client, eventloop) = AsyncClient::new(options, MQTT_INFLIGHT as usize);
     let link = SharedLink::default();
     let (driver_tx, driver_events) = mpsc::channel(DRIVER_QUEUE);
@@ -201,6 +205,7 @@ pub fn session(
         subscriptions,
         stats,
         retained: BTreeMap::new(),
+        pending: std::collections::VecDeque::new(),
         connected: false,
         cursor: 0,
         outbox_in_flight: 0,
@@ -244,7 +249,11 @@ impl Session {
                     self.on_rows(rows);
                 }
                 () = self.outbox_wake.notified() => self.outbox_more = true,
-                _ = flush.tick() => self.flush_acks(),
+                _ = flush.tick() => {
+                    self.stats.heartbeat.beat();
+                    self.flush_acks();
+                    self.send_pending();
+                }
                 _ = recheck.tick() => self.outbox_more = true,
             }
         }
@@ -254,13 +263,18 @@ impl Session {
     fn on_driver_event(&mut self, event: DriverEvent) {
         match event {
             DriverEvent::Connected => self.on_connected(),
-            DriverEvent::Acked(tag) => self.on_acked(tag),
+            DriverEvent::Acked(tag) => {
+                self.on_acked(tag);
+                self.send_pending();
+            }
             DriverEvent::Incoming(message) => self.route(message),
             DriverEvent::Disconnected { error, was_connected, failures, retry_in } => {
                 self.connected = false;
                 self.stats.connected.store(false, Ordering::Relaxed);
                 self.fetch = None;
                 self.outbox_in_flight = 0;
+                let dropped = self.pending.drain(..).filter(|p| !p.retain).count();
+                self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
                 let retry_in_ms = retry_in.as_millis() as u64;
                 if was_connected {
                     tracing::warn!(error = %error, retry_in_ms, "mqtt connection lost");
@@ -280,25 +294,68 @@ impl Session {
                 tracing::warn!(topic = %topic, "too many retained topics: not restored after reconnects");
             }
         }
-        if !self.send(topic, payload, qos, retain, None) && !retain {
+        if !self.connected {
+            // Retained state goes out again on the next connection; the rest is lost.
+            if !retain {
+                self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        // Behind anything already waiting, so publishes keep their order.
+        self.pending.push_back(Pending { topic, payload, qos, retain });
+        if self.pending.len() > PENDING_MAX {
+            self.pending.pop_front();
             self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.send_pending();
+    }
+
+    /// Hands waiting publishes to rumqttc while it takes them.
+    fn send_pending(&mut self) {
+        while let Some(publish) = self.pending.pop_front() {
+            let retain = publish.retain;
+            match self.try_send(publish, None) {
+                Ok(()) => {}
+                Err(Some(publish)) => {
+                    self.pending.push_front(publish);
+                    return;
+                }
+                Err(None) => {
+                    // Disconnected: what is retained goes out again on the next connection.
+                    let dropped = self.pending.iter().filter(|p| !p.retain).count() + usize::from(!retain);
+                    self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                    self.pending.clear();
+                    return;
+                }
+            }
         }
     }
 
     /// Hands a publish to rumqttc if connected; `false` when it was not taken.
     fn send(&mut self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool, tag: Option<Tag>) -> bool {
+        self.try_send(Pending { topic, payload, qos, retain }, tag).is_ok()
+    }
+
+    /// Hands a publish to rumqttc if connected; gives it back when rumqttc's queue is full
+    /// (`Err(None)`: not connected).
+    fn try_send(&mut self, publish: Pending, tag: Option<Tag>) -> Result<(), Option<Pending>> {
         let mut link = driver::lock(&self.link);
         if !link.connected {
-            return false;
+            return Err(None);
         }
+        let Pending { topic, payload, qos, retain } = publish;
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
                 link.tracker.queued(tag);
-                true
+                Ok(())
+            }
+            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p))) => {
+                tracing::debug!("mqtt request queue full");
+                Err(Some(Pending { topic: p.topic, payload: p.payload.to_vec(), qos, retain }))
             }
             Err(e) => {
-                tracing::debug!(error = %e, "mqtt request queue full");
-                false
+                tracing::debug!(error = %e, "mqtt publish not queued");
+                Err(None)
             }
         }
     }
@@ -308,12 +365,14 @@ impl Session {
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!("mqtt connected");
-        self.send(self.topics.status(), b"online".to_vec(), QoS::AtLeastOnce, true, None);
+        // Subscriptions go first: the broker takes them before `online`, so whoever sees
+        // `online` can send commands at once.
         for subscription in &self.subscriptions {
             if let Err(e) = self.client.try_subscribe(&subscription.filter, QoS::AtLeastOnce) {
                 tracing::warn!(filter = %subscription.filter, error = %e, "mqtt subscribe not queued");
             }
         }
+        self.send(self.topics.status(), b"online".to_vec(), QoS::AtLeastOnce, true, None);
         let retained: Vec<(String, Vec<u8>)> = self.retained.iter().map(|(t, p)| (t.clone(), p.clone())).collect();
         for (topic, payload) in retained {
             self.send(topic, payload, QoS::AtLeastOnce, true, None);
@@ -425,6 +484,21 @@ impl Session {
         self.stats.connected.store(false, Ordering::Relaxed);
         tracing::info!("mqtt session closed");
     }
+}
+
+/// Sets the credentials and, for `mqtts://`, the TLS transport of `settings` on `options`.
+pub fn authenticate(options: &mut MqttOptions, settings: &SessionSettings) -> Result<()> {
+    if let Some((user, password)) = &settings.credentials {
+        options.set_credentials(user, password);
+    }
+    if settings.url.tls {
+        let transport = match &settings.ca_pem {
+            Some(ca) => Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }),
+            None => Transport::Tls(TlsConfiguration::Rustls(system_roots()?)),
+        };
+        options.set_transport(transport);
+    }
+    Ok(())
 }
 
 /// A TLS client trusting the system's CA certificates. (rumqttc's own default panics when one

@@ -162,9 +162,16 @@ pub fn camera_totals(conn: &Connection) -> rusqlite::Result<Vec<CameraTotal>> {
 
 /// End of `camera`'s latest segment.
 pub fn last_segment_end(conn: &Connection, camera: &str) -> rusqlite::Result<Option<UnixMs>> {
-    conn.query_row("SELECT end_ms FROM segments WHERE camera = ?1 ORDER BY start_ms DESC LIMIT 1", [camera], |r| {
-        r.get(0).map(UnixMs)
-    })
+    Ok(latest_segment(conn, camera)?.map(|row| row.segment.end))
+}
+
+/// `camera`'s latest indexed segment.
+pub fn latest_segment(conn: &Connection, camera: &str) -> rusqlite::Result<Option<SegmentRow>> {
+    conn.query_row(
+        &format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE camera = ?1 ORDER BY start_ms DESC LIMIT 1"),
+        [camera],
+        segment_row,
+    )
     .optional()
 }
 

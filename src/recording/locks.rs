@@ -59,6 +59,44 @@ pub fn locks_overlapping(
     rows.collect()
 }
 
+/// Which locks to remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The lock with this id.
+    Id(i64),
+    /// The locks of these cameras lying entirely inside `[from, to]`.
+    Within {
+        /// Cameras.
+        cameras: Vec<String>,
+        /// Window start.
+        from: UnixMs,
+        /// Window end.
+        to: UnixMs,
+    },
+}
+
+/// Removes the selected locks; returns their ids.
+pub fn remove_locks(conn: &Connection, selection: &Selection) -> rusqlite::Result<Vec<i64>> {
+    let mut removed = Vec::new();
+    match selection {
+        Selection::Id(id) => {
+            let mut stmt = conn.prepare_cached("DELETE FROM evidence_locks WHERE id = ?1 RETURNING id")?;
+            removed.extend(stmt.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?);
+        }
+        Selection::Within { cameras, from, to } => {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM evidence_locks WHERE camera = ?1 AND from_ms >= ?2 AND to_ms <= ?3 RETURNING id",
+            )?;
+            for camera in cameras {
+                let ids = stmt.query_map(params![camera, from.0, to.0], |r| r.get(0))?;
+                removed.extend(ids.collect::<rusqlite::Result<Vec<i64>>>()?);
+            }
+        }
+    }
+    removed.sort_unstable();
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +121,33 @@ mod tests {
         let (_, found) = locks_overlapping(&conn, "a", UnixMs(8000), UnixMs(8500)).expect("q").remove(0);
         assert_eq!(found.to, UnixMs(9000));
         assert_eq!(found.event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn locks_are_removed_by_id_or_when_inside_a_window() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let lock = |camera: &str, from, to| {
+            let lock = NewLock {
+                camera: camera.into(),
+                from: UnixMs(from),
+                to: UnixMs(to),
+                event_id: None,
+                reason: "r".into(),
+            };
+            insert_lock(&conn, &lock, UnixMs(0)).expect("insert")
+        };
+        let (a1, a2, b1, a3) = (lock("a", 100, 200), lock("a", 150, 400), lock("b", 100, 200), lock("a", 500, 600));
+        let within = |cameras: &[&str]| Selection::Within {
+            cameras: cameras.iter().map(|c| c.to_string()).collect(),
+            from: UnixMs(100),
+            to: UnixMs(300),
+        };
+        assert_eq!(remove_locks(&conn, &within(&["a"])), Ok(vec![a1]), "a2 reaches past the window");
+        assert_eq!(remove_locks(&conn, &within(&["a", "b"])), Ok(vec![b1]));
+        assert_eq!(remove_locks(&conn, &Selection::Id(a3)), Ok(vec![a3]));
+        assert_eq!(remove_locks(&conn, &Selection::Id(a3)), Ok(vec![]));
+        assert_eq!(locks_overlapping(&conn, "a", UnixMs(0), UnixMs(1000)).expect("q").len(), 1);
+        let _ = a2;
     }
 }

@@ -20,6 +20,9 @@ pub struct Candidate {
     pub locked: bool,
     /// Being read by a backup or an export.
     pub in_use: bool,
+    /// Recorded while a `record` command forced an `events` camera to record everything:
+    /// it ages by `continuous_cutoffs`.
+    pub forced_continuous: bool,
 }
 
 /// Where storage stands.
@@ -38,6 +41,8 @@ pub struct Space {
 pub struct Limits {
     /// Per camera: footage ending before this goes (`retain_days`, or `pre_roll_s` in `events` mode).
     pub cutoffs: BTreeMap<String, UnixMs>,
+    /// Per `events` camera: the cutoff of its forced-continuous footage (`retain_days`).
+    pub continuous_cutoffs: BTreeMap<String, UnixMs>,
     /// `storage.min_free_percent`.
     pub min_free_percent: f64,
     /// `storage.max_bytes`.
@@ -74,7 +79,8 @@ pub fn plan(candidates: &[Candidate], limits: &Limits, space: &mut Space) -> Vec
         if c.locked || c.in_use {
             continue;
         }
-        let aged = limits.cutoffs.get(&c.camera).is_some_and(|cutoff| c.end <= *cutoff);
+        let forced = c.forced_continuous.then(|| limits.continuous_cutoffs.get(&c.camera)).flatten();
+        let aged = forced.or_else(|| limits.cutoffs.get(&c.camera)).is_some_and(|cutoff| c.end <= *cutoff);
         let reason = if aged {
             Reason::Age
         } else if space.short(limits) {
@@ -93,12 +99,21 @@ mod tests {
     use super::*;
 
     fn seg(id: i64, camera: &str, end: i64, bytes: u64) -> Candidate {
-        Candidate { id, camera: camera.into(), end: UnixMs(end), bytes, locked: false, in_use: false }
+        Candidate {
+            id,
+            camera: camera.into(),
+            end: UnixMs(end),
+            bytes,
+            locked: false,
+            in_use: false,
+            forced_continuous: false,
+        }
     }
 
     fn limits(cutoffs: &[(&str, i64)], min_free_percent: f64, max_bytes: Option<u64>) -> Limits {
         Limits {
             cutoffs: cutoffs.iter().map(|(c, t)| (c.to_string(), UnixMs(*t))).collect(),
+            continuous_cutoffs: BTreeMap::new(),
             min_free_percent,
             max_bytes,
         }
@@ -142,6 +157,19 @@ mod tests {
         let plan = plan(&segments, &limits(&[("a", 10_000)], 50.0, None), &mut space);
         assert_eq!(plan, [(3, Reason::Age)]);
         assert!(space.short(&limits(&[], 50.0, None)), "still short: only locked and in-use footage is left");
+    }
+
+    #[test]
+    fn forced_continuous_footage_of_an_events_camera_ages_by_retain_days() {
+        let mut forced = seg(1, "a", 100, 10);
+        forced.forced_continuous = true;
+        let segments = [forced.clone(), seg(2, "a", 100, 10)];
+        let mut events = limits(&[("a", 500)], 0.0, None);
+        events.continuous_cutoffs.insert("a".into(), UnixMs(50));
+        let mut space = Space { free: 900, total: 1000, recordings: 20 };
+        assert_eq!(plan(&segments, &events, &mut space), [(2, Reason::Age)], "kept: forced, newer than retain_days");
+        events.continuous_cutoffs.insert("a".into(), UnixMs(100));
+        assert_eq!(plan(&[forced], &events, &mut space), [(1, Reason::Age)]);
     }
 
     #[test]

@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A camera's span of time in ms: an evidence lock, or a window of forced continuous recording.
+type Span = (String, i64, i64);
+
 /// Segments examined per query.
 const PAGE: usize = 500;
 /// Cameras no longer configured keep footage this long.
@@ -131,7 +134,18 @@ impl Sweeper {
         // Age first, per camera, so a short retention is not held up by another camera's older footage.
         for camera in cameras {
             let cutoff = self.cutoff(&camera, now);
-            let limits = Limits { cutoffs: [(camera.clone(), cutoff)].into(), min_free_percent: 0.0, max_bytes: None };
+            let continuous_cutoffs = match self.retain.get(&camera) {
+                Some((RecordMode::Events, retain_days)) => {
+                    [(camera.clone(), UnixMs(now.0 - *retain_days as i64 * 86_400_000))].into()
+                }
+                _ => BTreeMap::new(),
+            };
+            let limits = Limits {
+                cutoffs: [(camera.clone(), cutoff)].into(),
+                continuous_cutoffs,
+                min_free_percent: 0.0,
+                max_bytes: None,
+            };
             let mut after = (i64::MIN, i64::MIN);
             loop {
                 let page = self.page(Some((camera.clone(), cutoff)), after).await?;
@@ -144,8 +158,12 @@ impl Sweeper {
             }
         }
         // Then oldest first across cameras while storage is out of bounds.
-        let limits =
-            Limits { cutoffs: BTreeMap::new(), min_free_percent: self.min_free_percent, max_bytes: self.max_bytes };
+        let limits = Limits {
+            cutoffs: BTreeMap::new(),
+            continuous_cutoffs: BTreeMap::new(),
+            min_free_percent: self.min_free_percent,
+            max_bytes: self.max_bytes,
+        };
         let mut after = (i64::MIN, i64::MIN);
         while space.short(&limits) {
             let page = self.page(None, after).await?;
@@ -211,31 +229,34 @@ impl Sweeper {
             span.0 = span.0.min(row.segment.start.0);
             span.1 = span.1.max(row.segment.end.0);
         }
-        let locks: Vec<(String, i64, i64)> = self
+        let (locks, windows): (Vec<Span>, Vec<Span>) = self
             .store
             .call(move |conn| {
-                let mut all = Vec::new();
+                let (mut locks, mut windows) = (Vec::new(), Vec::new());
                 for (camera, (from, to)) in &spans {
                     for (_, lock) in super::locks::locks_overlapping(conn, camera, UnixMs(*from), UnixMs(to + 1))? {
-                        all.push((camera.clone(), lock.from.0, lock.to.0));
+                        locks.push((camera.clone(), lock.from.0, lock.to.0));
                     }
+                    windows.extend(forced_windows(conn, camera, *from, to + 1)?);
                 }
-                Ok(all)
+                Ok((locks, windows))
             })
             .await?;
+        let overlaps = |spans: &[Span], s: &index::NewSegment| {
+            spans.iter().any(|(camera, from, to)| *camera == s.camera && *from < s.end.0 && *to > s.start.0)
+        };
         Ok(page
             .iter()
             .map(|row| {
                 let s = &row.segment;
-                let locked =
-                    locks.iter().any(|(camera, from, to)| *camera == s.camera && *from < s.end.0 && *to > s.start.0);
                 Candidate {
                     id: row.id,
                     camera: s.camera.clone(),
                     end: s.end,
                     bytes: s.bytes,
-                    locked,
+                    locked: overlaps(&locks, s),
                     in_use: self.reads.in_use(row.id),
+                    forced_continuous: overlaps(&windows, s),
                 }
             })
             .collect())
@@ -310,6 +331,15 @@ fn page_after(
     }
 }
 
+/// Windows of forced continuous recording of `camera` overlapping `[from, to)`.
+fn forced_windows(conn: &Connection, camera: &str, from: i64, to: i64) -> rusqlite::Result<Vec<Span>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT camera, from_ms, to_ms FROM record_windows WHERE camera = ?1 AND to_ms > ?2 AND from_ms < ?3",
+    )?;
+    let rows = stmt.query_map(params![camera, from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 /// Drops locks and gaps that ended before a camera's oldest footage: nothing left to protect or explain.
 fn prune_locks_and_gaps(conn: &Connection) -> rusqlite::Result<usize> {
     let locks = conn.execute(
@@ -322,7 +352,12 @@ fn prune_locks_and_gaps(conn: &Connection) -> rusqlite::Result<usize> {
              (SELECT min(start_ms) FROM segments WHERE segments.camera = recording_gaps.camera), ?1)",
         [UnixMs::now().0 - ORPHAN_RETAIN_DAYS as i64 * 86_400_000],
     )?;
-    Ok(locks + gaps)
+    let windows = conn.execute(
+        "DELETE FROM record_windows WHERE to_ms < coalesce(
+             (SELECT min(start_ms) FROM segments WHERE segments.camera = record_windows.camera), ?1)",
+        [UnixMs::now().0 - ORPHAN_RETAIN_DAYS as i64 * 86_400_000],
+    )?;
+    Ok(locks + gaps + windows)
 }
 
 #[cfg(test)]

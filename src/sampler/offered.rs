@@ -33,6 +33,16 @@ impl OfferedFrames {
         Self { cameras: Mutex::new(cameras.into_iter().map(|c| (c.to_string(), CameraOffers::default())).collect()) }
     }
 
+    /// Adds tables for `camera` if it has none.
+    pub fn ensure(&self, camera: &str) {
+        self.cameras.lock().unwrap_or_else(|p| p.into_inner()).entry(camera.to_string()).or_default();
+    }
+
+    /// Forgets `camera` (removed from the config).
+    pub fn remove(&self, camera: &str) {
+        self.cameras.lock().unwrap_or_else(|p| p.into_inner()).remove(camera);
+    }
+
     fn with<R>(&self, camera: &str, f: impl FnOnce(&mut CameraOffers) -> R) -> Option<R> {
         let mut cameras = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
         cameras.get_mut(camera).map(f)
@@ -92,5 +102,10 @@ mod tests {
         assert!(offered.first_answer("a", 20, "w1"));
         assert!(!offered.first_answer("a", 20, "w1"));
         assert!(offered.first_answer("a", 20, "w2"));
+        offered.ensure("b");
+        offered.ensure("a");
+        assert!(offered.knows("b") && offered.ts_of("a", 20).is_some(), "ensure keeps what a camera has");
+        offered.remove("a");
+        assert!(!offered.knows("a"));
     }
 }

@@ -17,8 +17,8 @@ pub struct PlannedCamera {
     pub demand: SampleDemand,
     /// Width of its frames.
     pub width: u32,
-    /// Where its sampler reads its rate.
-    pub rate: watch::Sender<f64>,
+    /// Where its sampler reads its rate (shared: the camera outlives a planner).
+    pub rate: std::sync::Arc<watch::Sender<f64>>,
 }
 
 /// The planner task's inputs.

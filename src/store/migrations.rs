@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_segments", include_str!("../../migrations/0002_segments.sql")),
     ("0003_locks", include_str!("../../migrations/0003_locks.sql")),
     ("0004_backup", include_str!("../../migrations/0004_backup.sql")),
+    ("0005_commands", include_str!("../../migrations/0005_commands.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

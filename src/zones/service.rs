@@ -49,6 +49,18 @@ pub struct ZoneService {
     pub stats: std::sync::Arc<std::sync::Mutex<ZoneCounters>>,
 }
 
+/// A reload's change to the zone engines: per camera a new engine (its tracks start over) or
+/// none (no zones left), and the lock rolls in force.
+pub struct ZoneUpdate {
+    /// Engines to replace or remove, by camera.
+    pub engines: Vec<(String, Option<ZoneEngine>)>,
+    /// `[events] pre_roll_s` and `post_roll_s`.
+    pub rolls: (Duration, Duration),
+}
+
+/// Occupancy published, by (camera, zone, label).
+type Published = BTreeMap<(String, String, String), u32>;
+
 /// Visits of lock zones in progress: (camera, zone, track) → (lock id, last extension).
 type Visits = BTreeMap<(String, usize, TrackId), (i64, std::time::Instant)>;
 
@@ -61,12 +73,12 @@ fn instant(ts: UnixMs) -> Instant {
 }
 
 impl ZoneService {
-    /// Runs until the detection seam closes.
-    pub async fn run(mut self, mut batches: mpsc::Receiver<DetectionBatch>) {
+    /// Runs until the detection seam closes; `updates` brings a reload's new engines.
+    pub async fn run(mut self, mut batches: mpsc::Receiver<DetectionBatch>, mut updates: mpsc::Receiver<ZoneUpdate>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut visits = Visits::new();
-        let mut published: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+        let mut published = Published::new();
         loop {
             let mut out: Vec<(String, ZoneEvent)> = Vec::new();
             let mut latest_ts = None;
@@ -89,6 +101,7 @@ impl ZoneService {
                         engine.tick(now, &mut |e| out.push((camera.clone(), e)));
                     }
                 }
+                Some(update) = updates.recv() => self.apply(update, &mut visits, &mut published),
             }
             for (camera, event) in out {
                 self.handle(&camera, event, &mut visits).await;
@@ -97,6 +110,29 @@ impl ZoneService {
                 self.extend_visits(&camera, ts, &mut visits).await;
             }
             self.publish_occupancy(&mut published);
+        }
+    }
+
+    /// Takes a reload's engines; occupancy of zones that are gone is cleared on the broker.
+    fn apply(&mut self, update: ZoneUpdate, visits: &mut Visits, published: &mut Published) {
+        (self.pre_roll, self.post_roll) = update.rolls;
+        for (camera, engine) in update.engines {
+            let kept: Vec<String> =
+                engine.as_ref().map(|e| e.zones().iter().map(|z| z.id.clone()).collect()).unwrap_or_default();
+            published.retain(|(c, zone, label), _| {
+                let gone = *c == camera && !kept.contains(zone);
+                if gone {
+                    let topic = format!("{}/zones/{camera}/{zone}/{label}", self.mqtt.topics().root());
+                    self.mqtt.publish(topic, Vec::new(), QoS::AtLeastOnce, true);
+                }
+                !gone
+            });
+            visits.retain(|(c, _, _), _| *c != camera);
+            tracing::info!(camera = %camera, zones = kept.len(), "zones reloaded");
+            match engine {
+                Some(engine) => self.engines.insert(camera, engine),
+                None => self.engines.remove(&camera),
+            };
         }
     }
 
@@ -202,7 +238,7 @@ impl ZoneService {
     }
 
     /// Publishes `P/zones/<cam>/<zone>/<label>` and `.../all` (retained) where they changed.
-    fn publish_occupancy(&self, published: &mut BTreeMap<(String, String, String), u32>) {
+    fn publish_occupancy(&self, published: &mut Published) {
         for (camera, engine) in &self.engines {
             for (z, zone) in engine.zones().iter().enumerate() {
                 let mut counts: Vec<(String, u32)> =

@@ -147,7 +147,12 @@ fn current_user() -> String {
 
 /// Sends a signal by name (`TERM`, `KILL`, `HUP`) through kill(1).
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
+    signal_pid(child.id(), name);
+}
+
+/// Sends a signal by name to process `pid`.
+pub fn signal_pid(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("kill");
     assert!(status.success(), "kill -{name} failed");
 }
 
