@@ -94,6 +94,8 @@ pub struct StatsSources {
     pub zones: std::sync::Arc<std::sync::Mutex<crate::zones::service::ZoneCounters>>,
     /// Root of the segments (free space of its file system).
     pub recordings_dir: std::path::PathBuf,
+    /// The board's `rss_budget` in bytes.
+    pub rss_budget: u64,
 }
 
 impl StatsSources {
@@ -114,10 +116,13 @@ impl StatsSources {
                 }),
             ),
             ("rejects", self.errors.snapshot()),
-            (
-                "process",
-                json!({"rss_kib": std::fs::read_to_string("/proc/self/status").ok().and_then(|s| rss_kib(&s))}),
-            ),
+            ("process", {
+                let rss = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| rss_kib(&s));
+                if rss.is_some_and(|kib| kib * 1024 > self.rss_budget) {
+                    tracing::warn!(rss_kib = rss, budget_kib = self.rss_budget / 1024, "over the board's rss_budget");
+                }
+                json!({"rss_kib": rss, "rss_budget_kib": self.rss_budget / 1024})
+            }),
             ("zones", {
                 let z = *self.zones.lock().unwrap_or_else(|p| p.into_inner());
                 json!({"events": z.events, "locks": z.locks})

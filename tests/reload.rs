@@ -14,21 +14,43 @@ use support::{Broker, Message, Node, TempDir, Watcher};
 const SECOND: Duration = Duration::from_secs(1);
 
 fn cameras(a_zone: &str, with_b: bool, with_c: bool) -> String {
-    let camera = |id: &str| {
+    let camera = |id: &str, sample_fps: u32| {
         format!(
-            "[[camera]]\nid = \"{id}\"\nsource = \"lavfi:testsrc2=size=160x120:rate=5\"\nsegment_s = 2\nsample_fps = 0\n"
+            "[[camera]]\nid = \"{id}\"\nsource = \"lavfi:testsrc2=size=160x120:rate=5\"\nsegment_s = 2\n\
+             sample_fps = {sample_fps}\nsample_width = 160\n"
         )
     };
+    // z1 covers the top left of the picture, z2 the bottom right.
+    let polygon = match a_zone {
+        "z1" => "[[0, 0], [0.3, 0], [0.3, 0.3], [0, 0.3]]",
+        _ => "[[0.5, 0.5], [1, 0.5], [1, 1], [0.5, 1]]",
+    };
     let mut text = "[commands]\nauth = \"none\"\nallow = [\"reload\", \"status\"]\n".to_string();
-    text.push_str(&camera("a"));
-    text.push_str(&format!("[[camera.zone]]\nid = \"{a_zone}\"\npolygon = [[0, 0], [1, 0], [1, 1]]\n"));
+    text.push_str(&camera("a", 2));
+    text.push_str(&format!("[[camera.zone]]\nid = \"{a_zone}\"\npolygon = {polygon}\n"));
     if with_b {
-        text.push_str(&camera("b"));
+        text.push_str(&camera("b", 0));
     }
     if with_c {
-        text.push_str(&camera("c"));
+        text.push_str(&camera("c", 0));
     }
     text
+}
+
+/// Answers the next `frames` frames of camera `a` with a person whose feet are at `(x, y)`.
+async fn walk(watcher: &mut Watcher, frames: usize, (x, y): (f64, f64)) {
+    for _ in 0..frames {
+        let frame = watcher.next_on("heldar/rl/frames/a", 20 * SECOND).await.expect("a frame of a");
+        let newline = frame.payload.iter().position(|b| *b == b'\n').expect("header");
+        let header: Value = serde_json::from_slice(&frame.payload[..newline]).expect("header json");
+        let detections = json!({"v": 1, "worker": "w", "camera": "a", "seq": header["seq"], "ts": header["ts"],
+            "detections": [{"label": "person", "confidence": 0.9, "bbox": [x - 0.05, y - 0.2, 0.1, 0.2], "track_id": "p"}]});
+        watcher
+            .client
+            .publish("heldar/rl/detections/a", QoS::AtLeastOnce, false, detections.to_string())
+            .await
+            .expect("detections");
+    }
 }
 
 /// Sends `reload` as request `id`; returns the reply and everything that arrived with it.
@@ -54,6 +76,13 @@ async fn a_reload_changes_only_what_changed_and_an_invalid_file_nothing() {
         &["heldar/rl/replies/+", "heldar/rl/cameras/+/state", "heldar/rl/zones/#"],
     )
     .await;
+    let mut worker =
+        Watcher::connect(broker.port, "worker-rl", true, &["heldar/rl/frames/a", "heldar/rl/events/a/+"]).await;
+    worker
+        .client
+        .publish("heldar/rl/workers/w/status", QoS::AtLeastOnce, true, r#"{"v":1,"state":"online"}"#)
+        .await
+        .expect("online");
     node.start(&[]);
     support::wait_for(30 * SECOND, "both cameras record", || {
         node.segments("a").len() >= 2 && node.segments("b").len() >= 2
@@ -95,6 +124,25 @@ async fn a_reload_changes_only_what_changed_and_an_invalid_file_nothing() {
     );
     assert!(seen.iter().any(|m| m.topic.ends_with("/zones/a/z1/all") && m.payload.is_empty()), "z1 cleared");
     support::wait_for(20 * SECOND, "c records", || node.segments("c").len() >= 2);
+
+    // The next detections use the new zone: feet in the bottom right enter z2.
+    walk(&mut worker, 3, (0.75, 0.9)).await;
+    let entered = worker.next_on("heldar/rl/events/a/zone_enter", 10 * SECOND).await.expect("zone_enter");
+    assert_eq!(entered.json()["zone"], "z2", "{}", entered.text());
+
+    // Two more reloads that change another camera only.
+    for (id, retain) in [("r4", 3), ("r5", 7)] {
+        let text = std::fs::read_to_string(&node.config).unwrap();
+        let c = "[[camera]]\nid = \"c\"\n";
+        let text = match text.contains("retain_days = 3") {
+            true => text.replace("retain_days = 3", &format!("retain_days = {retain}")),
+            false => text.replace(c, &format!("{c}retain_days = {retain}\n")),
+        };
+        std::fs::write(&node.config, text).unwrap();
+        let (reply, _) = reload(&mut watcher, id).await;
+        assert_eq!(reply["result"]["cameras"]["retention"], json!(["c"]), "{reply}");
+        assert!(reply["result"]["cameras"]["unchanged"].as_array().unwrap().contains(&json!("a")), "{reply}");
+    }
 
     // An invalid file: SIGHUP and reload both refuse it with the key, and nothing changes.
     std::fs::write(&node.config, original.replace("segment_s = 2", "segment_s = 1")).expect("invalid config");

@@ -49,7 +49,10 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         }
         Source::V4l2(_) => {
             let format = plan.v4l2.map(|v| v.format).unwrap_or_default();
-            args.extend(["-use_wallclock_as_timestamps", "1"].map(String::from));
+            // The rate the device agreed to: without it the demuxers assume 25 fps.
+            let fps = plan.v4l2.map_or(15, |v| v.fps);
+            args.extend(["-use_wallclock_as_timestamps", "1", "-framerate"].map(String::from));
+            args.push(fps.to_string());
             match format {
                 PixelFormat::Mjpg => args.extend(["-f", "mjpeg"].map(String::from)),
                 PixelFormat::H264 => args.extend(["-f", "h264"].map(String::from)),
@@ -64,6 +67,10 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         }
     };
     args.extend(["-map", "0:v:0"].map(String::from));
+    if matches!(plan.source, Source::V4l2(_)) {
+        // Frames keep their capture times: no duplicates to fill a rate the camera does not deliver.
+        args.extend(["-fps_mode", "passthrough"].map(String::from));
+    }
     if copy {
         args.extend(["-c:v", "copy"].map(String::from));
     } else {
@@ -282,6 +289,7 @@ mod tests {
         let v4l2 = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::Yuyv };
         let args = plan_args(Source::V4l2("/dev/video0".into()), Some(v4l2));
         assert!(has(&args, &["-f", "rawvideo", "-pix_fmt", "yuyv422", "-video_size", "640x480", "-i", "pipe:0"]));
+        assert!(has(&args, &["-framerate", "15"]) && has(&args, &["-fps_mode", "passthrough"]));
         let h264 = V4l2Config { width: 640, height: 480, fps: 15, format: PixelFormat::H264 };
         assert!(has(&plan_args(Source::V4l2("/dev/video0".into()), Some(h264)), &["-c:v", "copy"]));
     }

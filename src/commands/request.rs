@@ -68,7 +68,11 @@ pub fn is_token(id: &str, min: usize, max: usize) -> bool {
 
 /// Reads the request for command `name` from `payload`.
 pub fn parse(name: &str, payload: &[u8]) -> Result<Request, Refusal> {
-    let value = crate::workers::parse_json(payload).map_err(Refusal::Unanswerable)?;
+    let value = crate::workers::parse_json(payload).map_err(|rejection| match readable_id(payload) {
+        // Broken JSON whose id can still be read is answered where the sender waits.
+        Some(id) => Refusal::Reply(id, CommandError::new(ErrorCode::BadRequest, rejection.message)),
+        None => Refusal::Unanswerable(rejection),
+    })?;
     let id = match value.get("id") {
         Some(serde_json::Value::String(id)) if is_token(id, 1, 64) => id.clone(),
         Some(serde_json::Value::String(id)) => {
@@ -102,6 +106,16 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Request, Refusal> {
         }
     }
     Ok(Request { name: name.to_string(), id, args, args_sent, auth: envelope.auth })
+}
+
+/// The id of a payload that is not valid JSON, when it can still be read: the first
+/// `"id"` key followed by a string of `[A-Za-z0-9_-]{1,64}`.
+pub fn readable_id(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (_, rest) = text.split_once("\"id\"")?;
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let id = &rest[..rest.find('"')?];
+    is_token(id, 1, 64).then(|| id.to_string())
 }
 
 /// Decodes a command's `args` into its typed form; a mismatch is a `bad_request`.
@@ -142,6 +156,14 @@ mod tests {
     }
 
     #[test]
+    fn broken_json_with_a_readable_id_is_answered() {
+        assert!(bad_request(r#"{"v":1,"id": "r-7","args":{"camera":}"#).starts_with("r-7: not JSON"));
+        assert_eq!(readable_id(br#"{"id":"a b"}"#), None);
+        assert!(bad_request(r#"{"v":NaN,"id":"x"}"#).contains("finite"));
+        assert_eq!(readable_id(br#"{"v":1 "id"  :  "x_1", oops"#).as_deref(), Some("x_1"));
+    }
+
+    #[test]
     fn a_request_without_a_readable_id_goes_to_errors() {
         assert_eq!(unanswerable("{nope"), "bad_json");
         assert_eq!(unanswerable("[1]"), "bad_json");
@@ -149,7 +171,7 @@ mod tests {
         assert_eq!(unanswerable(r#"{"v":1,"id":7}"#), "bad_id");
         assert_eq!(unanswerable(r#"{"v":1,"id":"has space"}"#), "bad_id");
         assert_eq!(unanswerable(&format!(r#"{{"v":1,"id":"{}"}}"#, "a".repeat(65))), "bad_id");
-        assert_eq!(unanswerable(r#"{"v":NaN,"id":"x"}"#), "not_finite");
+        assert_eq!(unanswerable(r#"{"v":NaN,"id":7}"#), "not_finite");
     }
 
     #[test]

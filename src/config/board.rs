@@ -51,6 +51,9 @@ pub struct BoardLimits {
     pub max_detections_per_message: usize,
     /// Largest detection or worker status message accepted.
     pub max_message_bytes: ByteSize,
+    /// Resident memory the service stays within on this board (ffmpeg not counted): reported
+    /// in `P/stats`, logged when exceeded.
+    pub rss_budget: ByteSize,
 }
 
 /// ffmpeg choices that depend on the board's hardware.
@@ -96,6 +99,7 @@ impl BoardLimits {
             capacity::MAX_DETECTIONS_PER_MESSAGE as f64,
         );
         check("limits.max_message_bytes", self.max_message_bytes.0 as f64, 1024.0, capacity::MAX_MESSAGE_BYTES as f64);
+        check("limits.rss_budget", self.rss_budget.0 as f64, (8 << 20) as f64, (4u64 << 30) as f64);
         problems
     }
 }

@@ -31,8 +31,10 @@ const OUTBOX_WINDOW: usize = 32;
 const MQTT_INFLIGHT: u16 = 64;
 /// Retained topics the session restores after a reconnect.
 const RETAINED_MAX: usize = 1024;
-/// Publishes held while rumqttc's queue is full (a burst of replies, say); beyond, the oldest is dropped.
-const PENDING_MAX: usize = 256;
+/// Publishes held while rumqttc's queue is full (a burst of replies, say), by count and by
+/// bytes; beyond either, the oldest is dropped and counted.
+const PENDING_MAX: usize = 4096;
+const PENDING_MAX_BYTES: usize = 8 << 20;
 /// Largest MQTT packet the session reads.
 pub const MAX_INCOMING_BYTES: usize = 16 << 20;
 /// How long shutdown waits for the broker to take `offline`.
@@ -160,6 +162,7 @@ pub struct Session {
     stats: Arc<SessionStats>,
     retained: BTreeMap<String, Vec<u8>>,
     pending: std::collections::VecDeque<Pending>,
+    pending_bytes: usize,
     connected: bool,
     cursor: i64,
     outbox_in_flight: usize,
@@ -206,6 +209,7 @@ pub fn session(
         stats,
         retained: BTreeMap::new(),
         pending: std::collections::VecDeque::new(),
+        pending_bytes: 0,
         connected: false,
         cursor: 0,
         outbox_in_flight: 0,
@@ -273,8 +277,7 @@ impl Session {
                 self.stats.connected.store(false, Ordering::Relaxed);
                 self.fetch = None;
                 self.outbox_in_flight = 0;
-                let dropped = self.pending.drain(..).filter(|p| !p.retain).count();
-                self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                self.drop_pending(false);
                 let retry_in_ms = retry_in.as_millis() as u64;
                 if was_connected {
                     tracing::warn!(error = %error, retry_in_ms, "mqtt connection lost");
@@ -302,9 +305,11 @@ impl Session {
             return;
         }
         // Behind anything already waiting, so publishes keep their order.
+        self.pending_bytes += payload.len();
         self.pending.push_back(Pending { topic, payload, qos, retain });
-        if self.pending.len() > PENDING_MAX {
-            self.pending.pop_front();
+        while self.pending.len() > PENDING_MAX || self.pending_bytes > PENDING_MAX_BYTES {
+            let Some(dropped) = self.pending.pop_front() else { break };
+            self.pending_bytes -= dropped.payload.len();
             self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
         }
         self.send_pending();
@@ -313,22 +318,28 @@ impl Session {
     /// Hands waiting publishes to rumqttc while it takes them.
     fn send_pending(&mut self) {
         while let Some(publish) = self.pending.pop_front() {
-            let retain = publish.retain;
+            let (retain, bytes) = (publish.retain, publish.payload.len());
             match self.try_send(publish, None) {
-                Ok(()) => {}
+                Ok(()) => self.pending_bytes -= bytes,
                 Err(Some(publish)) => {
                     self.pending.push_front(publish);
                     return;
                 }
                 Err(None) => {
-                    // Disconnected: what is retained goes out again on the next connection.
-                    let dropped = self.pending.iter().filter(|p| !p.retain).count() + usize::from(!retain);
-                    self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-                    self.pending.clear();
+                    self.pending_bytes -= bytes;
+                    self.drop_pending(!retain);
                     return;
                 }
             }
         }
+    }
+
+    /// Drops what waits (disconnected: what is retained goes out again on the next
+    /// connection), counting the rest and `one_more` as dropped.
+    fn drop_pending(&mut self, one_more: bool) {
+        let dropped = self.pending.drain(..).filter(|p| !p.retain).count() + usize::from(one_more);
+        self.pending_bytes = 0;
+        self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
     }
 
     /// Hands a publish to rumqttc if connected; `false` when it was not taken.

@@ -106,6 +106,7 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
         workers: summary_rx.clone(),
         zones: parts.zones.clone(),
         recordings_dir: config.recordings_dir.clone(),
+        rss_budget: config.board.limits.rss_budget.0,
     });
     let identity = (config.node_id.clone(), config.config.node.board.clone());
     background.push(tokio::spawn(crate::stats::run(
