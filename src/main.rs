@@ -14,6 +14,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(command, Command::Run { .. }) {
+        // `heldar-edge check | head -1`: a closed stdout ends a one-shot command quietly,
+        // as for any Unix tool. The service keeps ignoring SIGPIPE (its ffmpeg pipes).
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match command {
         Command::Help => {
             print!("{}", cli::USAGE);
