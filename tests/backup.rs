@@ -73,6 +73,19 @@ fn backup(config: &Path, path_env: Option<&str>) -> Output {
     command.output().expect("heldar-edge backup")
 }
 
+/// `heldar-edge export` of the window into `out`, with more `flags`.
+fn export(config: &Path, flags: &[&str], (from, to): (UnixMs, UnixMs), out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .arg("export")
+        .args(flags)
+        .args(["--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--out"])
+        .arg(out)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("export")
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -270,13 +283,7 @@ fn export_writes_the_window_and_a_manifest_whose_hashes_match() {
     // A window over segments 2..=4 (each lasts 10 s).
     let (from, to) = (UnixMs(starts[2] + 1), UnixMs(starts[4] + 5_000));
     let out = dir.join("window.tar");
-    let run = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
-        .args(["export", "--camera", "cam", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--out"])
-        .arg(&out)
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .expect("export");
+    let run = export(&config, &["--camera", "cam"], (from, to), &out);
     assert!(run.status.success(), "{}", text(&run));
     assert!(text(&run).contains("3 segments"), "{}", text(&run));
 
@@ -347,13 +354,7 @@ fn export_cut_trims_the_edge_segments_to_the_window_by_stream_copy() {
     let config = config(&dir.0, "[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"/tmp/unused\"\n", "");
     let (from, to) = (UnixMs(base + 6_000), UnixMs(base + 24_000));
     let out = dir.join("cut.tar");
-    let run = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
-        .args(["export", "--cut", "--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--out"])
-        .arg(&out)
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .expect("export");
+    let run = export(&config, &["--cut"], (from, to), &out);
     assert!(run.status.success(), "{}", text(&run));
     let unpacked = dir.join("unpacked");
     std::fs::create_dir_all(&unpacked).expect("dir");

@@ -25,11 +25,15 @@ async fn records_a_v4l2_camera_in_a_qemu_guest() {
         ),
     )
     .expect("config");
+    // The guest sees the host's root, but with a tmpfs of its own on /tmp: the binary goes
+    // into the shared directory, wherever the checkout is.
+    let bin = share.join("heldar-edge");
+    std::fs::copy(env!("CARGO_BIN_EXE_heldar-edge"), &bin).expect("binary into the share");
     std::fs::write(
         share.join("run.sh"),
         format!(
             "HELDAR_LOG=debug {bin} run -c {share}/config.toml 2> {share}/node.log &\npid=$!\nsleep 25\nkill -TERM $pid\nwait $pid\n",
-            bin = env!("CARGO_BIN_EXE_heldar-edge"),
+            bin = bin.display(),
             share = share.display()
         ),
     )

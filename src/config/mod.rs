@@ -164,6 +164,12 @@ fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
     problems
 }
 
+/// A valid config from `text` as if read from `/etc/heldar/config.toml`, for unit tests.
+#[cfg(test)]
+pub fn test_config(text: &str) -> LoadedConfig {
+    load_str(text, Path::new("/etc/heldar/config.toml"), Path::new("/"), || None).expect("a valid test config")
+}
+
 /// Parses and validates config `text` read from `path`; relative paths resolve against `base`.
 pub fn load_str(
     text: &str,

@@ -165,13 +165,7 @@ mod tests {
              [[camera]]\nid = \"front\"\nsource = \"lavfi:testsrc\"\n\
              [[camera.zone]]\nid = \"drive\"\npolygon = [[0, 0], [1, 0], [1, 1]]\nlabels = [\"person\", \"car\"]\n"
         );
-        crate::config::load_str(
-            &text,
-            std::path::Path::new("/etc/heldar/config.toml"),
-            std::path::Path::new("/"),
-            || None,
-        )
-        .expect("valid")
+        crate::config::test_config(&text)
     }
 
     #[test]

@@ -160,13 +160,7 @@ mod tests {
 
     fn loaded(text: &str) -> LoadedConfig {
         let text = format!("[node]\nid = \"n\"\ndata_dir = \"/tmp/heldar-reload\"\n{text}");
-        crate::config::load_str(
-            &text,
-            std::path::Path::new("/etc/heldar/config.toml"),
-            std::path::Path::new("/"),
-            || None,
-        )
-        .expect("valid")
+        crate::config::test_config(&text)
     }
 
     const BASE: &str = "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n\
