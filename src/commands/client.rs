@@ -78,6 +78,7 @@ pub async fn call(config: &LoadedConfig, call: &Call) -> Result<Value> {
     options.set_keep_alive(settings.keepalive).set_clean_session(true).set_max_packet_size(16 << 20, 16 << 20);
     session::authenticate(&mut options, &settings)?;
     let (client, mut eventloop) = AsyncClient::new(options, 10);
+    session::no_delay(&mut eventloop);
     let broker = config.config.mqtt.url.clone();
     let exchange = async {
         loop {

@@ -188,7 +188,8 @@ pub fn session(
         .set_max_packet_size(settings.max_incoming_bytes, settings.max_packet_bytes)
         .set_last_will(LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true));
     authenticate(&mut options, settings)?;
-    let (client, eventloop) = AsyncClient::new(options, MQTT_INFLIGHT as usize);
+    let (client, mut eventloop) = AsyncClient::new(options, MQTT_INFLIGHT as usize);
+    no_delay(&mut eventloop);
     let link = SharedLink::default();
     let (driver_tx, driver_events) = mpsc::channel(DRIVER_QUEUE);
     let backoff = Backoff::new(settings.backoff.0, settings.backoff.1);
@@ -495,6 +496,14 @@ impl Session {
         self.stats.connected.store(false, Ordering::Relaxed);
         tracing::info!("mqtt session closed");
     }
+}
+
+/// Sends small packets (PUBACKs, replies, events) at once: with Nagle's algorithm a reply
+/// waited for the broker's delayed ACK, about 40 ms twice per command round trip.
+pub fn no_delay(eventloop: &mut rumqttc::EventLoop) {
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
 }
 
 /// Sets the credentials and, for `mqtts://`, the TLS transport of `settings` on `options`.

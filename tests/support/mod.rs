@@ -93,7 +93,7 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "per_listener_settings true\nuser {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+                "per_listener_settings true\nuser {user}\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
                  max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n{extra}",
                 user = current_user(),
                 port = self.port,
@@ -306,6 +306,7 @@ impl Watcher {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_clean_session(clean).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(32 << 20, 32 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
+        heldar_edge::mqtt::session::no_delay(&mut eventloop);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
