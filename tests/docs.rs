@@ -116,18 +116,7 @@ fn every_command_is_in_the_commands_reference() {
             "docs/commands.md lacks {name}"
         );
     }
-    let codes = [
-        "bad_request",
-        "unknown_command",
-        "unauthorized",
-        "forbidden",
-        "stale",
-        "replayed",
-        "not_found",
-        "busy",
-        "failed",
-    ];
-    for code in codes {
+    for code in heldar_edge::commands::reply::ErrorCode::ALL.map(|c| c.as_str()) {
         assert!(docs.contains(&format!("| `{code}` |")), "docs/commands.md lacks error code {code}");
     }
 }

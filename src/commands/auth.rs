@@ -74,7 +74,7 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
 pub fn sign(secret: &[u8], name: &str, id: &str, ts: &str, nonce: &str, args: &[u8]) -> String {
     let mut mac = mac(secret);
     mac.update(&signing_input(name, id, ts, nonce, args));
-    crate::backup::copy::hex(&mac.finalize().into_bytes())
+    format!("{:x}", mac.finalize().into_bytes())
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -191,7 +191,7 @@ mod tests {
         let mut mac = mac(b"Jefe");
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
-            crate::backup::copy::hex(&mac.finalize().into_bytes()),
+            format!("{:x}", mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

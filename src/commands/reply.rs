@@ -26,6 +26,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for the reference docs' check.
+    pub const ALL: [ErrorCode; 9] = [
+        Self::BadRequest,
+        Self::UnknownCommand,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::Stale,
+        Self::Replayed,
+        Self::NotFound,
+        Self::Busy,
+        Self::Failed,
+    ];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -147,7 +147,7 @@ async fn handle(request: &Request, verifier: &Verifier, host: &Host) -> Outcome 
             key: authorized.key,
             command: request.name.clone(),
             request_id: request.id.clone(),
-            args_sha256: crate::backup::copy::hex(&Sha256::digest(request.args.as_bytes())),
+            args_sha256: format!("{:x}", Sha256::digest(request.args.as_bytes())),
             result: outcome.as_ref().map(|_| ()).map_err(|e| format!("{}: {}", e.code.as_str(), e.message)),
         };
         if let Err(e) = host.store.call(move |conn| journal::audit(conn, &entry)).await {

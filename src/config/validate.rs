@@ -5,10 +5,6 @@ use super::board::BoardLimits;
 use super::schema::{CameraConfig, Config, DestinationConfig, DestinationKind, Point, ZoneConfig};
 use std::collections::HashSet;
 
-/// Commands a `[commands]` allow list may name.
-pub const COMMAND_NAMES: &[&str] =
-    &["status", "record", "snapshot", "lock", "unlock", "export", "backup", "sweep", "reload"];
-
 /// One thing wrong with a config, at a key path such as `camera[1].zone[0].polygon`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -341,8 +337,11 @@ fn validate_destination(dest: &DestinationConfig, key: &str, p: &mut Problems) {
 fn validate_commands(config: &Config, p: &mut Problems) {
     let check_allow = |key: String, allow: &[String], p: &mut Problems| {
         for (a, name) in allow.iter().enumerate() {
-            if !COMMAND_NAMES.contains(&name.as_str()) {
-                p.add(format!("{key}[{a}]"), format!("{name:?} is no command; known: {}", COMMAND_NAMES.join(", ")));
+            if !crate::commands::router::NAMES.contains(&name.as_str()) {
+                p.add(
+                    format!("{key}[{a}]"),
+                    format!("{name:?} is no command; known: {}", crate::commands::router::NAMES.join(", ")),
+                );
             }
         }
     };
