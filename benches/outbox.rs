@@ -6,8 +6,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use heldar_edge::mqtt::{self, BrokerUrl, Topics, session::SessionSettings};
+use heldar_edge::mqtt::{self, SessionSettings};
 use heldar_edge::outbox::{self, EventSink, EventType, NewEvent};
+use heldar_edge::protocol::{BrokerUrl, Topics};
 use heldar_edge::store::Store;
 use heldar_edge::wallclock::UnixMs;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

@@ -163,7 +163,7 @@ fn call(
     let args = heldar_edge::commands::client::args_from_words(words, json).map_err(anyhow::Error::msg)?;
     let key = match key {
         Some((id, file)) => {
-            let secret = heldar_edge::mqtt::session::read_secret(&file).context("--secret-file")?;
+            let secret = heldar_edge::config::secret::read_secret(&file).context("--secret-file")?;
             Some((id, secret))
         }
         None => None,

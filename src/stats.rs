@@ -89,7 +89,7 @@ pub struct StatsSources {
     /// Detection intake counters.
     pub intake: std::sync::Arc<crate::workers::intake::IntakeCounters>,
     /// Online workers.
-    pub workers: tokio::sync::watch::Receiver<crate::workers::status::WorkerSummary>,
+    pub workers: tokio::sync::watch::Receiver<crate::offers::WorkerSummary>,
     /// Zone events and locks.
     pub zones: std::sync::Arc<std::sync::Mutex<crate::zones::service::ZoneCounters>>,
     /// Root of the segments (free space of its file system).

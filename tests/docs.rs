@@ -110,13 +110,13 @@ fn every_topic_the_code_builds_is_in_the_mqtt_reference() {
 #[test]
 fn every_command_is_in_the_commands_reference() {
     let docs = read("docs/commands.md");
-    for name in heldar_edge::commands::router::NAMES {
+    for name in heldar_edge::protocol::COMMAND_NAMES {
         assert!(
             docs.contains(&format!("### {name}")) || docs.contains(&format!("/ {name}\n")),
             "docs/commands.md lacks {name}"
         );
     }
-    for code in heldar_edge::commands::reply::ErrorCode::ALL.map(|c| c.as_str()) {
+    for code in heldar_edge::protocol::ErrorCode::ALL.map(|c| c.as_str()) {
         assert!(docs.contains(&format!("| `{code}` |")), "docs/commands.md lacks error code {code}");
     }
 }

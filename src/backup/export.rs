@@ -86,7 +86,7 @@ pub async fn export(
     }
     let ffmpeg = match request.cut {
         true => Some(
-            crate::capture::find_program("ffmpeg")
+            crate::sys::process::find_program("ffmpeg")
                 .context("cutting to the window needs ffmpeg, which is not on PATH (apt-get install ffmpeg)")?,
         ),
         false => None,

@@ -6,10 +6,10 @@
 use super::index;
 use super::job::{BackupContext, JobProgress};
 use super::select::{self, Selection};
-use crate::capture::find_program;
-use crate::capture::source::scrub;
 use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, VerifyMode};
-use crate::mqtt::session::read_secret;
+use crate::config::secret::read_secret;
+use crate::sys::process::find_program;
+use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
 use anyhow::{Context, Result, bail};
 use std::io::Write;

@@ -81,9 +81,8 @@ pub async fn run_claimed(
     _claim: PolicyClaim,
 ) -> JobProgress {
     let mqtt = &reporting.mqtt;
-    let root = mqtt.topics().root().to_string();
     let report = |progress: &JobProgress| {
-        let topic = format!("{root}/backup/{}", progress.job);
+        let topic = mqtt.topics().backup(progress.job);
         let last = progress.status != "running";
         let qos = if last { QoS::AtLeastOnce } else { QoS::AtMostOnce };
         mqtt.publish(topic, progress.payload().to_string(), qos, last);

@@ -54,9 +54,3 @@ impl CameraStates {
         self.writing.lock().unwrap_or_else(|p| p.into_inner()).get(camera).cloned()
     }
 }
-
-/// Finds `name` on `PATH`.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
-}

@@ -1,7 +1,7 @@
-//! Camera sources as configured, credentials spliced in at run time, and
-//! scrubbing of those credentials from anything that gets logged.
+//! Camera sources as configured, credentials spliced in at run time.
 
 use crate::config::schema::CameraConfig;
+use crate::sys::scrub::encode_userinfo;
 
 /// What a camera's `source` is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,19 +41,6 @@ impl Source {
     }
 }
 
-/// Percent-encodes what may not appear raw in a URL's userinfo.
-fn encode_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// Puts `password` into `url`'s userinfo (`scheme://user:password@host/…`); a URL
 /// without a user gets the password alone after an empty user.
 pub fn splice_password(url: &str, password: &str) -> String {
@@ -65,19 +52,6 @@ pub fn splice_password(url: &str, password: &str) -> String {
         None => ("", authority),
     };
     format!("{scheme}://{user}:{}@{host}{tail}", encode_userinfo(password))
-}
-
-/// Replaces every occurrence of each secret (raw and URL-encoded) in `text` with `***`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(secret.as_str(), "***");
-        let encoded = encode_userinfo(secret);
-        if encoded != *secret {
-            out = out.replace(&encoded, "***");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -98,12 +72,5 @@ mod tests {
         assert_eq!(splice_password("rtsp://admin@10.0.0.5:554/s1", "pw"), "rtsp://admin:pw@10.0.0.5:554/s1");
         assert_eq!(splice_password("rtsp://10.0.0.5/s1", "pw"), "rtsp://:pw@10.0.0.5/s1");
         assert_eq!(splice_password("rtsp://u@h/s?x=a@b", "p@ss/w:rd"), "rtsp://u:p%40ss%2Fw%3Ard@h/s?x=a@b");
-    }
-
-    #[test]
-    fn scrubs_raw_and_encoded_secrets() {
-        let secrets = vec!["p@ss".to_string()];
-        assert_eq!(scrub("rtsp://u:p%40ss@h failed; p@ss", &secrets), "rtsp://u:***@h failed; ***");
-        assert_eq!(scrub("nothing here", &[String::new()]), "nothing here");
     }
 }

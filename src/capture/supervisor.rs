@@ -4,16 +4,17 @@
 
 use super::ffmpeg::{self, ListedSegment, RecorderPlan, StderrLine};
 use super::health::{CameraHealth, CameraState, HealthEvent};
-use super::source::{Source, scrub};
+use super::source::Source;
 use crate::config::schema::{CameraConfig, RecordMode, V4l2Config};
 use crate::heartbeat::{Heartbeat, beating};
 use crate::mqtt::MqttHandle;
-use crate::mqtt::backoff::{Backoff, clock_jitter};
 use crate::outbox::{EventSink, EventType, NewEvent};
 use crate::recording::index::{self, Gap, NewSegment};
 use crate::recording::layout;
 use crate::sampler::camera::SamplerInput;
 use crate::store::Store;
+use crate::sys::backoff::{Backoff, clock_jitter};
+use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
 use rumqttc::QoS;
 use serde_json::json;
@@ -520,7 +521,7 @@ impl CameraSupervisor {
     }
 
     fn publish_state(&self, health: &CameraHealth, measures: &Measures) {
-        let topic = format!("{}/cameras/{}/state", self.mqtt.topics().root(), self.id());
+        let topic = self.mqtt.topics().camera_state(self.id());
         let payload = state_payload(health, measures);
         self.mqtt.publish(topic, payload.to_string(), QoS::AtLeastOnce, true);
         self.states.set(self.id(), payload);

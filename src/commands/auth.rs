@@ -3,10 +3,11 @@
 //! nonces are remembered by the shell, in the index, so a replay is refused
 //! across restarts too.
 
-use super::reply::{CommandError, ErrorCode};
+use super::reply::CommandError;
 use super::request::Request;
 use crate::config::LoadedConfig;
 use crate::config::schema::AuthMode;
+use crate::protocol::ErrorCode;
 use crate::wallclock::UnixMs;
 use anyhow::{Context, Result};
 use hmac::{Hmac, Mac};
@@ -99,11 +100,11 @@ impl Verifier {
 
     /// The verifier of `config`, reading every key's `secret_file`.
     pub fn from_config(config: &LoadedConfig) -> Result<Self> {
-        let base = config.path.parent().unwrap_or(std::path::Path::new("."));
+        let base = config.config_dir();
         let commands = &config.config.commands;
         let mut keys = Vec::new();
         for (i, key) in commands.keys.iter().enumerate() {
-            let secret = crate::mqtt::session::read_secret(&base.join(&key.secret_file))
+            let secret = crate::config::secret::read_secret(&base.join(&key.secret_file))
                 .with_context(|| format!("commands.key[{i}].secret_file"))?;
             keys.push(Key::new(&key.id, &secret, key.allow.clone()));
         }

@@ -3,10 +3,11 @@
 //! one reply and returns it.
 
 use super::auth;
-use super::request::is_token;
 use crate::config::LoadedConfig;
-use crate::mqtt::session;
+use crate::mqtt::settings::{self, SessionSettings};
 use crate::outbox::random_u64;
+use crate::protocol::Topics;
+use crate::protocol::rules::is_token;
 use crate::wallclock::UnixMs;
 use anyhow::{Context, Result, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -67,18 +68,23 @@ pub async fn call(config: &LoadedConfig, call: &Call) -> Result<Value> {
     {
         bail!("--key {key:?} must be 1..64 of [A-Za-z0-9_-]");
     }
-    let settings = session::settings_from_config(config)?;
+    let settings = SessionSettings::from_config(
+        &config.config.mqtt,
+        config.config_dir(),
+        config.client_id(),
+        config.max_frame_bytes(),
+    )?;
     let id = format!("call-{:016x}", random_u64());
     let nonce = format!("{:016x}{:016x}", random_u64(), random_u64());
     let payload = request_payload(call, &id, UnixMs::now(), &nonce);
-    let root = config.topic_root();
-    let (request_topic, reply_topic) = (format!("{root}/cmd/{}", call.name), format!("{root}/replies/{id}"));
+    let topics = Topics::new(config.topic_root());
+    let (request_topic, reply_topic) = (topics.command(&call.name), topics.reply(&id));
     let mut options =
         MqttOptions::new(format!("heldar-call-{:08x}", random_u64() as u32), &settings.url.host, settings.url.port);
     options.set_keep_alive(settings.keepalive).set_clean_session(true).set_max_packet_size(16 << 20, 16 << 20);
-    session::authenticate(&mut options, &settings)?;
+    settings::authenticate(&mut options, &settings)?;
     let (client, mut eventloop) = AsyncClient::new(options, 10);
-    session::no_delay(&mut eventloop);
+    settings::no_delay(&mut eventloop);
     let broker = config.config.mqtt.url.clone();
     let exchange = async {
         loop {

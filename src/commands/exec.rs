@@ -1,7 +1,7 @@
 //! What each command does, against the running node. Every function returns
 //! the reply's `result` or a typed error; nothing here publishes the reply.
 
-use super::reply::{CommandError, ErrorCode, Outcome};
+use super::reply::{CommandError, Outcome};
 use super::request::{self, Request};
 use crate::backup::export::{self, ExportRequest};
 use crate::backup::job::BackupContext;
@@ -12,6 +12,7 @@ use crate::capture::snapshot::Snapshots;
 use crate::config::LoadedConfig;
 use crate::config::schema::{DestinationKind, RecordMode};
 use crate::mqtt::MqttHandle;
+use crate::protocol::ErrorCode;
 use crate::recording::locks::{self, NewLock};
 use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::stats::StatsSources;
@@ -253,11 +254,12 @@ impl Host {
         let job = crate::backup::job::begin_job(&ctx, &policy, &dest).await.map_err(failed)?;
         let reporting = self.backups.clone();
         let (policy_id, dest_id) = (policy.id.clone(), dest.id.clone());
+        let topic = self.mqtt.topics().backup(job);
+        let reply = json!({"job": job, "policy": policy_id, "destination": dest_id, "progress": topic});
         tokio::spawn(async move {
             scheduler::run_claimed(&ctx, job, &policy, &dest, &reporting, claim).await;
         });
-        let topic = format!("{}/backup/{job}", self.mqtt.topics().root());
-        Ok(json!({"job": job, "policy": policy_id, "destination": dest_id, "progress": topic}))
+        Ok(reply)
     }
 
     /// `sweep`: retention now.
@@ -307,7 +309,7 @@ impl Host {
             let nothing = e.downcast_ref::<crate::capture::snapshot::NothingRecorded>().is_some();
             CommandError::new(if nothing { ErrorCode::NotFound } else { ErrorCode::Failed }, format!("{e:#}"))
         })?;
-        let topic = format!("{}/snapshots/{}", self.mqtt.topics().root(), args.camera);
+        let topic = self.mqtt.topics().snapshot(&args.camera);
         let bytes = shot.jpeg.len();
         if !self.mqtt.publish(topic.clone(), shot.jpeg, rumqttc::QoS::AtLeastOnce, false) {
             return Err(CommandError::new(ErrorCode::Busy, "the MQTT queue is full: try again"));

@@ -1,7 +1,9 @@
 //! Reading a command request (`P/cmd/<name>`): its id, version, the exact
 //! bytes of its `args` (what a signature covers) and its `auth` block. Pure.
 
-use super::reply::{CommandError, ErrorCode};
+use super::reply::CommandError;
+use crate::protocol::ErrorCode;
+use crate::protocol::rules::is_token;
 use crate::workers::Rejection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -59,11 +61,6 @@ struct Envelope<'a> {
     #[serde(borrow)]
     args: Option<&'a RawValue>,
     auth: Option<Auth>,
-}
-
-/// True for a request id or key id: `[A-Za-z0-9_-]{1,64}`.
-pub fn is_token(id: &str, min: usize, max: usize) -> bool {
-    (min..=max).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Reads the request for command `name` from `payload`.

@@ -7,9 +7,10 @@
 use super::auth::Verifier;
 use super::exec::Host;
 use super::journal::{self, AuditEntry, Nonce};
-use super::reply::{self, CommandError, ErrorCode, Outcome};
+use super::reply::{self, CommandError, Outcome};
 use super::request::{self, Refusal, Request};
 use crate::mqtt::{IncomingMessage, MqttHandle};
+use crate::protocol::{COMMAND_NAMES, ErrorCode};
 use crate::wallclock::UnixMs;
 use crate::workers::Rejection;
 use crate::workers::errors::ErrorReporter;
@@ -22,9 +23,6 @@ use tokio::sync::{Semaphore, mpsc, watch};
 pub const QUEUE: usize = 16;
 /// Commands running at once.
 const RUNNING: usize = 4;
-
-/// Every command, as topics and allow lists name them.
-pub const NAMES: &[&str] = &["status", "record", "snapshot", "lock", "unlock", "export", "backup", "sweep", "reload"];
 
 /// Commands that change something, and so are audited.
 fn changes_something(name: &str) -> bool {
@@ -54,7 +52,7 @@ impl Replier {
         if let Err(e) = outcome {
             tracing::info!(id, code = e.code.as_str(), message = %e.message, "command refused or failed");
         }
-        let topic = format!("{}/replies/{id}", self.0.topics().root());
+        let topic = self.0.topics().reply(id);
         self.0.publish(topic, reply::payload(id, outcome).to_string(), QoS::AtLeastOnce, false);
     }
 }
@@ -87,10 +85,12 @@ impl CommandRouter {
         }
         let name = topic.rsplit('/').next().unwrap_or_default();
         match request::parse(name, &message.payload) {
-            Ok(request) if NAMES.contains(&name) => Some(request),
+            Ok(request) if COMMAND_NAMES.contains(&name) => Some(request),
             Ok(request) => {
-                let error =
-                    CommandError::new(ErrorCode::UnknownCommand, format!("no command {name:?}: {}", NAMES.join(", ")));
+                let error = CommandError::new(
+                    ErrorCode::UnknownCommand,
+                    format!("no command {name:?}: {}", COMMAND_NAMES.join(", ")),
+                );
                 replier.send(&request.id, &Err(error));
                 None
             }

@@ -2,6 +2,7 @@
 
 pub mod board;
 pub mod schema;
+pub mod secret;
 pub mod size;
 pub mod validate;
 
@@ -41,6 +42,16 @@ impl LoadedConfig {
     /// The MQTT client id in force.
     pub fn client_id(&self) -> String {
         self.config.mqtt.client_id.clone().unwrap_or_else(|| format!("heldar-{}", self.node_id))
+    }
+
+    /// The directory of the config file: relative paths in it resolve against this.
+    pub fn config_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The largest sampled frame the node sends, from the board profile.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.board.limits.max_frame_bytes.0 as usize
     }
 
     /// The index database file.
@@ -110,7 +121,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         std::fs::read_to_string(path).map_err(|e| ConfigError::single(path, None, format!("cannot read: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let loaded = load_str(&text, path, base, hostname)?;
-    let unreadable = unreadable_files(&loaded.config, base);
+    let unreadable = secret::unreadable_files(&loaded.config, base);
     if !unreadable.is_empty() {
         return Err(ConfigError {
             file: path.to_path_buf(),
@@ -121,47 +132,6 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         });
     }
     Ok(loaded)
-}
-
-/// Every `*_file` key whose file cannot be read, with why: found at start, not mid-run.
-fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
-    let mut files: Vec<(String, &Path)> = Vec::new();
-    let mqtt = &config.mqtt;
-    files.extend(mqtt.password_file.as_deref().map(|f| ("mqtt.password_file".to_string(), f)));
-    files.extend(mqtt.ca_file.as_deref().map(|f| ("mqtt.ca_file".to_string(), f)));
-    for (i, camera) in config.cameras.iter().enumerate() {
-        files.extend(camera.password_file.as_deref().map(|f| (format!("camera[{i}].password_file"), f)));
-    }
-    for (i, dest) in config.backup.destinations.iter().enumerate() {
-        let key = |field: &str| format!("backup.destination[{i}].{field}");
-        files.extend(dest.password_file.as_deref().map(|f| (key("password_file"), f)));
-        files.extend(dest.key_file.as_deref().map(|f| (key("key_file"), f)));
-        files.extend(dest.secret_access_key_file.as_deref().map(|f| (key("secret_access_key_file"), f)));
-        files.extend(dest.rclone_config.as_deref().map(|f| (key("rclone_config"), f)));
-    }
-    for (i, key) in config.commands.keys.iter().enumerate() {
-        files.push((format!("commands.key[{i}].secret_file"), key.secret_file.as_path()));
-    }
-    let mut problems: Vec<(String, String)> = files
-        .into_iter()
-        .filter_map(|(key, file)| {
-            let path = base.join(file);
-            std::fs::File::open(&path).err().map(|e| (key, format!("cannot read {}: {e}", path.display())))
-        })
-        .collect();
-    for (i, key) in config.commands.keys.iter().enumerate() {
-        use std::os::unix::fs::PermissionsExt;
-        let path = base.join(&key.secret_file);
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            problems.push((
-                format!("commands.key[{i}].secret_file"),
-                format!("{} is readable by group or others (mode {mode:o}): chmod 600 it", path.display()),
-            ));
-        }
-    }
-    problems
 }
 
 /// A valid config from `text` as if read from `/etc/heldar/config.toml`, for unit tests.

@@ -3,6 +3,7 @@
 
 use super::board::BoardLimits;
 use super::schema::{CameraConfig, Config, DestinationConfig, DestinationKind, Point, ZoneConfig};
+use crate::protocol::rules::{is_label, is_slug, is_token, is_topic_level, is_topic_prefix};
 use std::collections::HashSet;
 
 /// One thing wrong with a config, at a key path such as `camera[1].zone[0].polygon`.
@@ -27,27 +28,6 @@ impl Problems {
     }
 }
 
-/// True for `[a-z0-9_-]{1,max}`: ids of cameras, zones, destinations, policies.
-pub fn is_slug(id: &str, max: usize) -> bool {
-    !id.is_empty()
-        && id.len() <= max
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// True for a string usable as one MQTT topic level.
-pub fn is_topic_level(level: &str) -> bool {
-    !level.is_empty()
-        && level.len() <= 64
-        && level.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-}
-
-/// True for a detection label: `[a-z0-9_ -]{1,64}`.
-pub fn is_label(label: &str) -> bool {
-    !label.is_empty()
-        && label.len() <= 64
-        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_ -".contains(&b))
-}
-
 /// Checks `config` whose node id is `node_id` against `limits`; empty when valid.
 pub fn validate(config: &Config, node_id: &str, limits: &BoardLimits) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
@@ -68,17 +48,9 @@ pub fn validate(config: &Config, node_id: &str, limits: &BoardLimits) -> Vec<Pro
     p.0
 }
 
-fn is_topic_prefix(prefix: &str) -> bool {
-    !prefix.is_empty()
-        && !prefix.starts_with('/')
-        && !prefix.ends_with('/')
-        && !prefix.contains(['+', '#', '\0'])
-        && prefix.len() <= 128
-}
-
 fn validate_mqtt(config: &Config, p: &mut Problems) {
     let mqtt = &config.mqtt;
-    match crate::mqtt::BrokerUrl::parse(&mqtt.url) {
+    match crate::protocol::BrokerUrl::parse(&mqtt.url) {
         Ok(url) => {
             if mqtt.ca_file.is_some() && !url.tls {
                 p.add("mqtt.ca_file", "is only used with an mqtts:// url");
@@ -337,10 +309,10 @@ fn validate_destination(dest: &DestinationConfig, key: &str, p: &mut Problems) {
 fn validate_commands(config: &Config, p: &mut Problems) {
     let check_allow = |key: String, allow: &[String], p: &mut Problems| {
         for (a, name) in allow.iter().enumerate() {
-            if !crate::commands::router::NAMES.contains(&name.as_str()) {
+            if !crate::protocol::COMMAND_NAMES.contains(&name.as_str()) {
                 p.add(
                     format!("{key}[{a}]"),
-                    format!("{name:?} is no command; known: {}", crate::commands::router::NAMES.join(", ")),
+                    format!("{name:?} is no command; known: {}", crate::protocol::COMMAND_NAMES.join(", ")),
                 );
             }
         }
@@ -349,10 +321,7 @@ fn validate_commands(config: &Config, p: &mut Problems) {
     let mut ids = HashSet::new();
     for (i, key) in config.commands.keys.iter().enumerate() {
         let kkey = format!("commands.key[{i}]");
-        let id_ok = !key.id.is_empty()
-            && key.id.len() <= 64
-            && key.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !id_ok {
+        if !is_token(&key.id, 1, 64) {
             p.add(format!("{kkey}.id"), format!("{:?} must be 1..64 of [A-Za-z0-9_-]", key.id));
         } else if !ids.insert(key.id.as_str()) {
             p.add(format!("{kkey}.id"), format!("key id {:?} is used twice", key.id));

@@ -8,8 +8,8 @@
 //! another, so no tag outlives the requests it belongs to.
 
 use super::ack_tracker::AckTracker;
-use super::backoff::{Backoff, clock_jitter};
 use super::session::IncomingMessage;
+use crate::sys::backoff::{Backoff, clock_jitter};
 use rumqttc::{ConnectionError, Event, EventLoop, MqttState, Outgoing, Packet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,12 +1,10 @@
-//! The node's MQTT connection and the topic layout of the contract.
+//! The node's MQTT connection: one session, driven by its own task, that
+//! announces the node, reconnects, restores state and drains the outbox.
 
 pub mod ack_tracker;
-pub mod backoff;
 pub mod driver;
 pub mod session;
-pub mod topics;
-pub mod url;
+pub mod settings;
 
-pub use session::{IncomingMessage, MqttHandle, Session, SessionSettings, SessionStats, Subscription};
-pub use topics::Topics;
-pub use url::BrokerUrl;
+pub use session::{IncomingMessage, MqttHandle, Session, SessionStats, Subscription};
+pub use settings::SessionSettings;

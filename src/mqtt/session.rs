@@ -5,15 +5,15 @@
 //! Everything else talks to it through a bounded channel and never waits on
 //! the network.
 
-use super::BrokerUrl;
-use super::backoff::Backoff;
 use super::driver::{self, Driver, DriverEvent, SharedLink, Tag};
-use super::topics::{Topics, topic_matches};
+use super::settings::{SessionSettings, authenticate, no_delay};
 use crate::outbox::{self, OutboxRow};
+use crate::protocol::topics::{Topics, topic_matches};
 use crate::store::Store;
+use crate::sys::backoff::Backoff;
 use crate::wallclock::UnixMs;
-use anyhow::{Context, Result};
-use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use anyhow::Result;
+use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,32 +35,8 @@ const RETAINED_MAX: usize = 1024;
 /// bytes; beyond either, the oldest is dropped and counted.
 const PENDING_MAX: usize = 4096;
 const PENDING_MAX_BYTES: usize = 8 << 20;
-/// Largest MQTT packet the session reads.
-pub const MAX_INCOMING_BYTES: usize = 16 << 20;
 /// How long shutdown waits for the broker to take `offline`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// How to reach the broker and who the node is on it.
-#[derive(Clone, Debug)]
-pub struct SessionSettings {
-    /// Broker address.
-    pub url: BrokerUrl,
-    /// MQTT client id.
-    pub client_id: String,
-    /// User name and password, when the broker wants them.
-    pub credentials: Option<(String, String)>,
-    /// PEM CA bundle for TLS; system roots when `None`.
-    pub ca_pem: Option<Vec<u8>>,
-    /// Keep-alive interval.
-    pub keepalive: Duration,
-    /// Largest packet sent (a frame with its header).
-    pub max_packet_bytes: usize,
-    /// Largest packet read; anything larger costs the connection, so this is generous and
-    /// the application refuses oversize messages itself (`max_message_bytes`).
-    pub max_incoming_bytes: usize,
-    /// Reconnect backoff floor and cap.
-    pub backoff: (Duration, Duration),
-}
 
 /// A message received on a subscription.
 #[derive(Clone, Debug)]
@@ -496,86 +472,4 @@ impl Session {
         self.stats.connected.store(false, Ordering::Relaxed);
         tracing::info!("mqtt session closed");
     }
-}
-
-/// Sends small packets (PUBACKs, replies, events) at once: with Nagle's algorithm a reply
-/// waited for the broker's delayed ACK, about 40 ms twice per command round trip.
-pub fn no_delay(eventloop: &mut rumqttc::EventLoop) {
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-}
-
-/// Sets the credentials and, for `mqtts://`, the TLS transport of `settings` on `options`.
-pub fn authenticate(options: &mut MqttOptions, settings: &SessionSettings) -> Result<()> {
-    if let Some((user, password)) = &settings.credentials {
-        options.set_credentials(user, password);
-    }
-    if settings.url.tls {
-        let transport = match &settings.ca_pem {
-            Some(ca) => Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }),
-            None => Transport::Tls(TlsConfiguration::Rustls(system_roots()?)),
-        };
-        options.set_transport(transport);
-    }
-    Ok(())
-}
-
-/// A TLS client trusting the system's CA certificates. (rumqttc's own default panics when one
-/// system certificate fails to load; here a bad one is skipped and logged.)
-fn system_roots() -> Result<Arc<rustls::ClientConfig>> {
-    let loaded = rustls_native_certs::load_native_certs();
-    for error in &loaded.errors {
-        tracing::warn!(error = %error, "a system CA certificate could not be loaded");
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let (_, ignored) = roots.add_parsable_certificates(loaded.certs);
-    if ignored > 0 {
-        tracing::warn!(ignored, "system CA certificates skipped as unparsable");
-    }
-    if roots.is_empty() {
-        anyhow::bail!("no usable system CA certificates for mqtts://: set mqtt.ca_file");
-    }
-    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
-}
-
-/// Reads the broker password and CA file named by the config.
-pub fn settings_from_config(config: &crate::config::LoadedConfig) -> Result<SessionSettings> {
-    let mqtt = &config.config.mqtt;
-    let url = BrokerUrl::parse(&mqtt.url).map_err(anyhow::Error::msg)?;
-    let base = config.path.parent().unwrap_or(std::path::Path::new("."));
-    let credentials = match &mqtt.username {
-        Some(user) => {
-            let password = match &mqtt.password_file {
-                Some(file) => read_secret(&base.join(file)).context("mqtt.password_file")?,
-                None => String::new(),
-            };
-            Some((user.clone(), password))
-        }
-        None => None,
-    };
-    let ca_pem = match &mqtt.ca_file {
-        Some(file) => {
-            let path = base.join(file);
-            Some(std::fs::read(&path).with_context(|| format!("mqtt.ca_file: reading {}", path.display()))?)
-        }
-        None => None,
-    };
-    let frame_room = config.board.limits.max_frame_bytes.0 as usize + 4096;
-    Ok(SessionSettings {
-        url,
-        client_id: config.client_id(),
-        credentials,
-        ca_pem,
-        keepalive: Duration::from_secs(mqtt.keepalive_s),
-        max_packet_bytes: frame_room.max(256 * 1024),
-        max_incoming_bytes: MAX_INCOMING_BYTES,
-        backoff: (Duration::from_millis(500), Duration::from_secs(10)),
-    })
-}
-
-/// The content of a secret file with surrounding whitespace trimmed.
-pub fn read_secret(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.trim().to_string())
 }

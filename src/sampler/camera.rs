@@ -4,9 +4,9 @@
 //! into JPEG, and offers each frame on `P/frames/<cam>`.
 
 use super::jpeg::{self, JpegSplitter};
-use super::offered::OfferedFrames;
 use super::ring::{FrameMeta, FrameRing};
 use crate::mqtt::MqttHandle;
+use crate::offers::OfferedFrames;
 use crate::wallclock::UnixMs;
 use rumqttc::QoS;
 use std::collections::BTreeMap;
@@ -283,7 +283,7 @@ impl Publisher<'_> {
         let camera = &self.sampler.camera;
         let payload = frame_message(camera, &meta, jpeg_bytes);
         self.sampler.offered.offer(camera, *seq, ts);
-        let topic = format!("{}/frames/{camera}", self.sampler.mqtt.topics().root());
+        let topic = self.sampler.mqtt.topics().frames(camera);
         self.sampler.mqtt.publish(topic, payload, QoS::AtMostOnce, false);
         self.counters.offered.fetch_add(1, Ordering::Relaxed);
     }

@@ -3,6 +3,5 @@
 pub mod budget;
 pub mod camera;
 pub mod jpeg;
-pub mod offered;
 pub mod planner;
 pub mod ring;

@@ -4,7 +4,7 @@
 use super::budget::{self, SampleDemand};
 use super::camera::{SamplerBoard, scaled_height};
 use crate::mqtt::MqttHandle;
-use crate::workers::status::WorkerSummary;
+use crate::offers::WorkerSummary;
 use rumqttc::QoS;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ impl Planner {
                 .collect();
             let payload = tasks_payload(&tasks).to_string();
             if payload != last_tasks {
-                let topic = format!("{}/tasks", self.mqtt.topics().root());
+                let topic = self.mqtt.topics().tasks();
                 self.mqtt.publish(topic, payload.clone(), QoS::AtLeastOnce, true);
                 last_tasks = payload;
             }

@@ -9,10 +9,10 @@ use crate::config::LoadedConfig;
 use crate::config::schema::CameraConfig;
 use crate::heartbeat::Heartbeat;
 use crate::mqtt::MqttHandle;
+use crate::offers::OfferedFrames;
 use crate::outbox::EventSink;
 use crate::sampler::budget::SampleDemand;
 use crate::sampler::camera::{CameraSampler, SamplerBoard};
-use crate::sampler::offered::OfferedFrames;
 use crate::sampler::planner::PlannedCamera;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -64,10 +64,10 @@ struct RunningCamera {
 
 /// A camera's source with its password read from `password_file`, and the secrets to scrub.
 pub fn camera_source(config: &LoadedConfig, index: usize, camera: &CameraConfig) -> Result<(Source, Vec<String>)> {
-    let base = config.path.parent().unwrap_or(std::path::Path::new("."));
+    let base = config.config_dir();
     let password = match &camera.password_file {
         Some(file) => Some(
-            crate::mqtt::session::read_secret(&base.join(file))
+            crate::config::secret::read_secret(&base.join(file))
                 .with_context(|| format!("{}: camera[{index}].password_file", config.path.display()))?,
         ),
         None => None,
@@ -155,7 +155,7 @@ impl CameraSet {
         if forget {
             self.deps.offered.remove(id);
             self.deps.states.remove(id);
-            let topic = format!("{}/cameras/{id}/state", self.deps.mqtt.topics().root());
+            let topic = self.deps.mqtt.topics().camera_state(id);
             // An empty retained message clears the removed camera's state on the broker.
             self.deps.mqtt.publish(topic, Vec::new(), rumqttc::QoS::AtLeastOnce, true);
         }

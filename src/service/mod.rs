@@ -10,21 +10,24 @@ use crate::backup::scheduler::{JobReporting, RunningPolicies};
 use crate::capture::{self, modes::RecordModes, snapshot::Snapshots};
 use crate::commands::auth::Verifier;
 use crate::commands::exec::Host;
-use crate::commands::reply::{CommandError, ErrorCode, Outcome};
+use crate::commands::reply::{CommandError, Outcome};
 use crate::commands::router::CommandRouter;
 use crate::config::{self, LoadedConfig};
 use crate::homeassistant::HomeAssistant;
-use crate::mqtt::{self, Subscription, Topics};
+use crate::mqtt::{self, Subscription};
+use crate::offers::OfferedFrames;
+use crate::offers::WorkerSummary;
 use crate::outbox::{EventSink, EventType, NewEvent};
+use crate::protocol::ErrorCode;
+use crate::protocol::Topics;
 use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::sampler::camera::SamplerBoard;
-use crate::sampler::offered::OfferedFrames;
 use crate::sampler::planner::Planner;
 use crate::store::Store;
 use crate::wallclock::UnixMs;
 use crate::workers::errors::ErrorReporter;
 use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
-use crate::workers::status::{WorkerRegistry, WorkerSummary};
+use crate::workers::status::WorkerRegistry;
 use crate::zones::engine::ZoneEngine;
 use crate::zones::service::{ZoneCounters, ZoneService, ZoneUpdate};
 use anyhow::{Context, Result};
@@ -58,7 +61,12 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     let verifier = Verifier::from_config(&config).with_context(|| config.path.display().to_string())?;
     let (store, store_thread) = Store::open(&config.index_path())?;
     let outbox_wake = Arc::new(Notify::new());
-    let settings = mqtt::session::settings_from_config(&config)?;
+    let settings = mqtt::SessionSettings::from_config(
+        &config.config.mqtt,
+        config.config_dir(),
+        config.client_id(),
+        config.max_frame_bytes(),
+    )?;
     let topics = Topics::new(config.topic_root());
     let (status_tx, status_rx) = mpsc::channel(64);
     let (detections_tx, detections_rx) = mpsc::channel(256);
@@ -67,9 +75,9 @@ pub async fn run(config: LoadedConfig, options: RunOptions) -> Result<()> {
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let (births_tx, births_rx) = mpsc::channel(4);
     let subscriptions = vec![
-        Subscription { filter: format!("{}/workers/+/status", topics.root()), sink: status_tx },
-        Subscription { filter: format!("{}/detections/+", topics.root()), sink: detections_tx },
-        Subscription { filter: format!("{}/cmd/+", topics.root()), sink: commands_tx },
+        Subscription { filter: topics.worker_statuses(), sink: status_tx },
+        Subscription { filter: topics.detections(), sink: detections_tx },
+        Subscription { filter: topics.commands(), sink: commands_tx },
         Subscription { filter: format!("{}/status", config.config.homeassistant.prefix), sink: births_tx },
     ];
     let (session, mqtt) = mqtt::session::session(&settings, topics, store.clone(), outbox_wake.clone(), subscriptions)?;
@@ -328,14 +336,14 @@ fn start_workers(
 
 /// Checks ffmpeg and ffprobe and reconciles the index with the disk; returns the ffmpeg to use.
 async fn find_recording_tools(config: &LoadedConfig, store: &Store) -> PathBuf {
-    let ffmpeg = capture::find_program("ffmpeg");
+    let ffmpeg = crate::sys::process::find_program("ffmpeg");
     if config.config.cameras.is_empty() {
         return ffmpeg.unwrap_or_else(|| "ffmpeg".into());
     }
     if let Err(e) = std::fs::create_dir_all(&config.recordings_dir) {
         tracing::error!(dir = %config.recordings_dir.display(), error = %e, "cannot create the recordings directory");
     }
-    match capture::find_program("ffprobe") {
+    match crate::sys::process::find_program("ffprobe") {
         Some(ffprobe) => {
             if let Err(e) = crate::recording::reconcile::reconcile(store, &config.recordings_dir, &ffprobe).await {
                 tracing::error!(error = format!("{e:#}"), "reconciling index and disk failed");

@@ -1,8 +1,9 @@
 //! `P/detections/<cam>`: validation of what workers send back. Pure; every
 //! refusal names its reason and the field at fault.
 
-use super::{Rejection, is_worker_id, parse_json};
-use crate::config::validate::is_label;
+use super::{Rejection, parse_json};
+use crate::protocol::rules::is_label;
+use crate::protocol::rules::is_worker_id;
 use crate::wallclock::UnixMs;
 use serde_json::Value;
 

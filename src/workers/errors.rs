@@ -31,7 +31,7 @@ impl ErrorReporter {
         if let Some(worker) = &rejection.worker {
             body["worker"] = worker.as_str().into();
         }
-        let errors = format!("{}/errors", self.mqtt.topics().root());
+        let errors = self.mqtt.topics().errors();
         self.mqtt.publish(errors, body.to_string(), QoS::AtMostOnce, false);
     }
 

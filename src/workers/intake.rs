@@ -3,10 +3,11 @@
 
 use super::detections::{self, DetectionBatch};
 use super::errors::ErrorReporter;
-use super::status::{self, WorkerChange, WorkerRegistry, WorkerSummary};
+use super::status::{self, WorkerChange, WorkerRegistry};
 use crate::mqtt::IncomingMessage;
+use crate::offers::OfferedFrames;
+use crate::offers::WorkerSummary;
 use crate::outbox::{EventSink, EventType, NewEvent};
-use crate::sampler::offered::OfferedFrames;
 use crate::wallclock::UnixMs;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -29,11 +29,6 @@ impl Rejection {
     }
 }
 
-/// True for a worker id: `[A-Za-z0-9_-]{1,64}`.
-pub fn is_worker_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Parses JSON, telling non-finite numbers (which JSON cannot carry) from other syntax errors.
 pub fn parse_json(payload: &[u8]) -> Result<serde_json::Value, Rejection> {
     serde_json::from_slice(payload).map_err(|e| {

@@ -1,6 +1,8 @@
 //! `P/workers/<worker>/status`: who is online to take frames, and how many.
 
-use super::{Rejection, is_worker_id, parse_json};
+use super::{Rejection, parse_json};
+use crate::offers::WorkerSummary;
+use crate::protocol::rules::is_worker_id;
 use std::collections::BTreeMap;
 
 /// A worker's announced status.
@@ -44,7 +46,7 @@ pub fn parse_status(payload: &[u8]) -> Result<WorkerStatus, Rejection> {
         Some(serde_json::Value::Array(items)) => {
             let labels: Option<Vec<String>> = items
                 .iter()
-                .map(|l| l.as_str().filter(|l| crate::config::validate::is_label(l)).map(str::to_string))
+                .map(|l| l.as_str().filter(|l| crate::protocol::rules::is_label(l)).map(str::to_string))
                 .collect();
             labels.ok_or_else(|| Rejection::new("bad_label", "\"labels\" must be labels of [a-z0-9_ -]{1,64}"))?
         }
@@ -61,15 +63,6 @@ pub enum WorkerChange {
     Online(String),
     /// It went offline (or its status was cleared).
     Offline(String),
-}
-
-/// What the sampler needs to know of the workers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct WorkerSummary {
-    /// Workers online.
-    pub online: usize,
-    /// The most frames per second they take together; `None` when one of them set no limit.
-    pub cap_fps: Option<f64>,
 }
 
 /// The online workers, at most `max` of them.

@@ -122,7 +122,7 @@ impl ZoneService {
             published.retain(|(c, zone, label), _| {
                 let gone = *c == camera && !kept.contains(zone);
                 if gone {
-                    let topic = format!("{}/zones/{camera}/{zone}/{label}", self.mqtt.topics().root());
+                    let topic = self.mqtt.topics().zone_count(&camera, zone, label);
                     self.mqtt.publish(topic, Vec::new(), QoS::AtLeastOnce, true);
                 }
                 !gone
@@ -256,7 +256,7 @@ impl ZoneService {
                     if published.get(&key) == Some(&count) {
                         continue;
                     }
-                    let topic = format!("{}/zones/{camera}/{}/{label}", self.mqtt.topics().root(), zone.id);
+                    let topic = self.mqtt.topics().zone_count(camera, &zone.id, &label);
                     self.mqtt.publish(topic, count.to_string(), QoS::AtLeastOnce, true);
                     published.insert(key, count);
                 }

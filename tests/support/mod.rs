@@ -306,7 +306,7 @@ impl Watcher {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_clean_session(clean).set_keep_alive(Duration::from_secs(5)).set_max_packet_size(32 << 20, 32 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
-        heldar_edge::mqtt::session::no_delay(&mut eventloop);
+        heldar_edge::mqtt::settings::no_delay(&mut eventloop);
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();

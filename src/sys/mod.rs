@@ -1,0 +1,7 @@
+//! Small helpers at the edge to the operating system: finding and spawning
+//! programs, scrubbing secrets out of what they print, retry backoff. A leaf:
+//! it depends on nothing else in the crate.
+
+pub mod backoff;
+pub mod process;
+pub mod scrub;
