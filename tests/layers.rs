@@ -60,16 +60,34 @@ fn module_of(file: &Path) -> Option<String> {
     Some(first.trim_end_matches(".rs").to_string())
 }
 
-/// Every top-level module named as `crate::<name>` in code (comments left out).
+/// Every top-level module named as `crate::<name>` or in `crate::{<name>, …}` in code
+/// (comments left out).
 fn used_modules(text: &str) -> Vec<(usize, String)> {
+    let name_at = |code: &str| -> String { code.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect() };
     let mut used = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default();
         for (at, _) in code.match_indices("crate::") {
-            let name: String = code[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
-            if !name.is_empty() {
-                used.push((n + 1, name));
-            }
+            let rest = &code[at + 7..];
+            let names = match rest.strip_prefix('{') {
+                // The first level of a group: `crate::{a, b::c, d::{e, f}}`.
+                Some(group) => {
+                    let mut depth = 0;
+                    let mut names = vec![name_at(group)];
+                    for (i, c) in group.char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => break,
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => names.push(name_at(group[i + 1..].trim_start())),
+                            _ => {}
+                        }
+                    }
+                    names
+                }
+                None => vec![name_at(rest)],
+            };
+            used.extend(names.into_iter().filter(|name| !name.is_empty()).map(|name| (n + 1, name)));
         }
     }
     used

@@ -30,6 +30,18 @@ pub struct BackupContext {
     pub config_dir: PathBuf,
 }
 
+impl BackupContext {
+    /// The context of a job on the node of `config`.
+    pub fn new(config: &crate::config::LoadedConfig, store: &Store, reads: &ReadLocks) -> Self {
+        Self {
+            store: store.clone(),
+            recordings_dir: config.recordings_dir.clone(),
+            reads: reads.clone(),
+            config_dir: config.config_dir().to_path_buf(),
+        }
+    }
+}
+
 /// A job's state, as published on `P/backup/<job>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobProgress {

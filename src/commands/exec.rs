@@ -245,12 +245,7 @@ impl Host {
         let Some(claim) = self.backups.running.claim(&policy.id) else {
             return Err(CommandError::new(ErrorCode::Busy, format!("a job of {} is running", policy.id)));
         };
-        let ctx = BackupContext {
-            store: self.store.clone(),
-            recordings_dir: config.recordings_dir.clone(),
-            reads: self.reads.clone(),
-            config_dir: config.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
-        };
+        let ctx = BackupContext::new(&config, &self.store, &self.reads);
         let job = crate::backup::job::begin_job(&ctx, &policy, &dest).await.map_err(failed)?;
         let reporting = self.backups.clone();
         let (policy_id, dest_id) = (policy.id.clone(), dest.id.clone());

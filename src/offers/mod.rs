@@ -7,7 +7,7 @@ pub mod frames;
 pub use frames::OfferedFrames;
 
 /// What the sampler needs to know of the workers.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WorkerSummary {
     /// Workers online.
     pub online: usize,

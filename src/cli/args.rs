@@ -1,5 +1,6 @@
-//! The command line: `run`, `check`, `version`.
+//! The command line's words: what the user asked for.
 
+use crate::wallclock::UnixMs;
 use std::path::PathBuf;
 
 /// What the user asked for.
@@ -38,9 +39,9 @@ pub enum Command {
         /// Cameras; empty = all.
         cameras: Vec<String>,
         /// Window start.
-        from: crate::wallclock::UnixMs,
+        from: UnixMs,
         /// Window end.
-        to: crate::wallclock::UnixMs,
+        to: UnixMs,
         /// Archive path; under `<data_dir>/exports/` when absent.
         out: Option<PathBuf>,
         /// Size limit.
@@ -111,85 +112,163 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some(command @ ("run" | "check" | "sweep" | "backup" | "export" | "call")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
-    let mut config = PathBuf::from(crate::config::DEFAULT_CONFIG_PATH);
-    let (mut emit_test_events, mut stall_store_after_s) = (0, None);
-    let mut positional: Vec<String> = Vec::new();
-    let (mut cameras, mut from, mut to, mut out, mut max_bytes) =
-        (Vec::new(), None, None, None, crate::backup::export::DEFAULT_MAX_BYTES);
-    let mut cut = false;
-    let (mut json, mut key, mut secret_file, mut timeout_s) = (None, None, None, 30);
-    let time = |flag: &str, value: Option<&String>| -> Result<crate::wallclock::UnixMs, String> {
-        let value = value.ok_or(format!("{flag} needs a time"))?;
-        crate::wallclock::UnixMs::parse_rfc3339(value)
-            .ok_or(format!("{flag}: {value:?} is not an RFC 3339 time like 2026-11-24T14:00:00Z"))
-    };
+    let mut options = Options::new();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-c" | "--config" => {
-                config = args.next().ok_or("-c needs a file")?.into();
-            }
-            "--test-stall-store-after" if command == "run" => {
-                let n = args.next().ok_or("--test-stall-store-after needs seconds")?;
-                stall_store_after_s =
-                    Some(n.parse().map_err(|_| format!("--test-stall-store-after: {n:?} is not seconds"))?);
-            }
-            "--emit-test-events" if command == "run" => {
-                let n = args.next().ok_or("--emit-test-events needs a count")?;
-                emit_test_events = n.parse().map_err(|_| format!("--emit-test-events: {n:?} is not a count"))?;
-            }
-            "--camera" if command == "export" => cameras.push(args.next().ok_or("--camera needs an id")?.clone()),
-            "--from" if command == "export" => from = Some(time("--from", args.next())?),
-            "--to" if command == "export" => to = Some(time("--to", args.next())?),
-            "--out" if command == "export" => out = Some(PathBuf::from(args.next().ok_or("--out needs a file")?)),
-            "--max-bytes" if command == "export" => {
-                let size = args.next().ok_or("--max-bytes needs a size")?;
-                max_bytes = crate::config::size::parse_byte_size(size).map_err(|e| format!("--max-bytes: {e}"))?;
-            }
-            "--cut" if command == "export" => cut = true,
-            "--json" if command == "call" => json = Some(args.next().ok_or("--json needs an object")?.clone()),
-            "--key" if command == "call" => key = Some(args.next().ok_or("--key needs a key id")?.clone()),
-            "--secret-file" if command == "call" => {
-                secret_file = Some(PathBuf::from(args.next().ok_or("--secret-file needs a file")?));
-            }
-            "--timeout" if command == "call" => {
-                let s = args.next().ok_or("--timeout needs seconds")?;
-                timeout_s =
-                    s.parse().ok().filter(|t| *t > 0).ok_or(format!("--timeout: {s:?} is not a number of seconds"))?;
-            }
-            other if command == "call" && !other.starts_with('-') => positional.push(other.to_string()),
-            "-h" | "--help" => return Ok(Command::Help),
-            other if command == "backup" && !other.starts_with('-') && positional.is_empty() => {
-                positional.push(other.to_string());
-            }
-            other => return Err(format!("unknown option {other:?} for {command}")),
+        if matches!(arg.as_str(), "-h" | "--help") {
+            return Ok(Command::Help);
+        }
+        options.take(command, arg, &mut args)?;
+    }
+    options.into_command(command)
+}
+
+/// The options seen so far.
+struct Options {
+    config: PathBuf,
+    emit_test_events: u64,
+    stall_store_after_s: Option<u64>,
+    positional: Vec<String>,
+    cameras: Vec<String>,
+    from: Option<UnixMs>,
+    to: Option<UnixMs>,
+    out: Option<PathBuf>,
+    max_bytes: u64,
+    cut: bool,
+    json: Option<String>,
+    key: Option<String>,
+    secret_file: Option<PathBuf>,
+    timeout_s: u64,
+}
+
+type Args<'a> = std::slice::Iter<'a, String>;
+
+fn value<'a>(args: &mut Args<'a>, missing: &str) -> Result<&'a String, String> {
+    args.next().ok_or_else(|| missing.to_string())
+}
+
+fn time(flag: &str, value: Option<&String>) -> Result<UnixMs, String> {
+    let value = value.ok_or(format!("{flag} needs a time"))?;
+    UnixMs::parse_rfc3339(value).ok_or(format!("{flag}: {value:?} is not an RFC 3339 time like 2026-11-24T14:00:00Z"))
+}
+
+impl Options {
+    fn new() -> Self {
+        Self {
+            config: PathBuf::from(crate::config::DEFAULT_CONFIG_PATH),
+            emit_test_events: 0,
+            stall_store_after_s: None,
+            positional: Vec::new(),
+            cameras: Vec::new(),
+            from: None,
+            to: None,
+            out: None,
+            max_bytes: crate::backup::export::DEFAULT_MAX_BYTES,
+            cut: false,
+            json: None,
+            key: None,
+            secret_file: None,
+            timeout_s: 30,
         }
     }
-    Ok(match command {
-        "run" => Command::Run { config, emit_test_events, stall_store_after_s },
-        "sweep" => Command::Sweep { config },
-        "backup" => {
-            let policy = positional.pop().ok_or("backup needs a policy id")?;
-            Command::Backup { config, policy }
-        }
-        "call" => {
-            let mut words = positional.into_iter();
-            let name = words.next().ok_or("call needs a command name")?;
-            if key.is_some() != secret_file.is_some() {
-                return Err("--key and --secret-file go together".into());
+
+    /// Takes `arg` (and its value from `args`) for `command`.
+    fn take(&mut self, command: &str, arg: &str, args: &mut Args<'_>) -> Result<(), String> {
+        let taken = match (command, arg) {
+            (_, "-c" | "--config") => {
+                self.config = value(args, "-c needs a file")?.into();
+                true
             }
-            Command::Call { config, name, words: words.collect(), json, key, secret_file, timeout_s }
+            ("run", _) => self.take_run(arg, args)?,
+            ("export", _) => self.take_export(arg, args)?,
+            ("call", _) => self.take_call(arg, args)?,
+            ("backup", _) if !arg.starts_with('-') && self.positional.is_empty() => {
+                self.positional.push(arg.to_string());
+                true
+            }
+            _ => false,
+        };
+        if taken { Ok(()) } else { Err(format!("unknown option {arg:?} for {command}")) }
+    }
+
+    fn take_run(&mut self, arg: &str, args: &mut Args<'_>) -> Result<bool, String> {
+        match arg {
+            "--test-stall-store-after" => {
+                let n = value(args, "--test-stall-store-after needs seconds")?;
+                let seconds = n.parse().map_err(|_| format!("--test-stall-store-after: {n:?} is not seconds"))?;
+                self.stall_store_after_s = Some(seconds);
+            }
+            "--emit-test-events" => {
+                let n = value(args, "--emit-test-events needs a count")?;
+                self.emit_test_events = n.parse().map_err(|_| format!("--emit-test-events: {n:?} is not a count"))?;
+            }
+            _ => return Ok(false),
         }
-        "export" => Command::Export {
-            config,
-            cameras,
-            from: from.ok_or("export needs --from")?,
-            to: to.ok_or("export needs --to")?,
-            out,
-            max_bytes,
-            cut,
-        },
-        _ => Command::Check { config },
-    })
+        Ok(true)
+    }
+
+    fn take_export(&mut self, arg: &str, args: &mut Args<'_>) -> Result<bool, String> {
+        match arg {
+            "--camera" => self.cameras.push(value(args, "--camera needs an id")?.clone()),
+            "--from" => self.from = Some(time("--from", args.next())?),
+            "--to" => self.to = Some(time("--to", args.next())?),
+            "--out" => self.out = Some(PathBuf::from(value(args, "--out needs a file")?)),
+            "--max-bytes" => {
+                let size = value(args, "--max-bytes needs a size")?;
+                self.max_bytes = crate::config::size::parse_byte_size(size).map_err(|e| format!("--max-bytes: {e}"))?;
+            }
+            "--cut" => self.cut = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn take_call(&mut self, arg: &str, args: &mut Args<'_>) -> Result<bool, String> {
+        match arg {
+            "--json" => self.json = Some(value(args, "--json needs an object")?.clone()),
+            "--key" => self.key = Some(value(args, "--key needs a key id")?.clone()),
+            "--secret-file" => self.secret_file = Some(PathBuf::from(value(args, "--secret-file needs a file")?)),
+            "--timeout" => {
+                let s = value(args, "--timeout needs seconds")?;
+                self.timeout_s =
+                    s.parse().ok().filter(|t| *t > 0).ok_or(format!("--timeout: {s:?} is not a number of seconds"))?;
+            }
+            other if !other.starts_with('-') => self.positional.push(other.to_string()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn into_command(mut self, command: &str) -> Result<Command, String> {
+        let config = self.config;
+        Ok(match command {
+            "run" => Command::Run {
+                config,
+                emit_test_events: self.emit_test_events,
+                stall_store_after_s: self.stall_store_after_s,
+            },
+            "sweep" => Command::Sweep { config },
+            "backup" => Command::Backup { config, policy: self.positional.pop().ok_or("backup needs a policy id")? },
+            "call" => {
+                let mut words = self.positional.into_iter();
+                let name = words.next().ok_or("call needs a command name")?;
+                if self.key.is_some() != self.secret_file.is_some() {
+                    return Err("--key and --secret-file go together".into());
+                }
+                let (json, key, secret_file, timeout_s) = (self.json, self.key, self.secret_file, self.timeout_s);
+                Command::Call { config, name, words: words.collect(), json, key, secret_file, timeout_s }
+            }
+            "export" => Command::Export {
+                config,
+                cameras: self.cameras,
+                from: self.from.ok_or("export needs --from")?,
+                to: self.to.ok_or("export needs --to")?,
+                out: self.out,
+                max_bytes: self.max_bytes,
+                cut: self.cut,
+            },
+            _ => Command::Check { config },
+        })
+    }
 }
 
 fn expect_end(mut args: std::slice::Iter<'_, String>, command: Command) -> Result<Command, String> {
