@@ -144,3 +144,16 @@ fn sweep_from_the_cli_ages_footage_out() {
     assert!(!rec.join("000000.mp4").exists());
     assert!(rec.join("000010.mp4").exists());
 }
+
+#[test]
+fn sweep_from_the_cli_without_a_camera_or_a_recordings_directory() {
+    // A fresh install: no camera, so nothing has made data/recordings yet.
+    let dir = TempDir::new("sweep-empty");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[node]\nid = \"s\"\ndata_dir = \"data\"\n").expect("config");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_heldar-edge")).args(["sweep", "-c"]).arg(&config).output().expect("sweep");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("deleted 0 aged and 0 segments for space"), "{stdout}");
+}

@@ -127,7 +127,12 @@ impl Sweeper {
     /// One sweep at `now`.
     pub async fn sweep(&self, now: UnixMs) -> Result<SweepReport> {
         let mut report = SweepReport::default();
-        let (free, total) = disk_space(&self.recordings_dir)?;
+        let (free, total) = match disk_space(&self.recordings_dir) {
+            Ok(space) => space,
+            // Not made yet (nothing recorded): an empty one, with no file system to judge.
+            Err(_) if std::fs::exists(&self.recordings_dir).is_ok_and(|exists| !exists) => (0, 0),
+            Err(e) => return Err(e),
+        };
         let recordings: u64 = self.store.call(index::camera_totals).await?.iter().map(|t| t.bytes).sum();
         let mut space = Space { free, total, recordings };
         let cameras: Vec<String> = self.store.call(distinct_cameras).await?;
