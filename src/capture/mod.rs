@@ -1,11 +1,18 @@
 //! Capture: one supervised recording ffmpeg per camera, fed by the network
-//! (RTSP, HTTP), ffmpeg's synthetic sources, or a V4L2 capture thread.
+//! (RTSP, HTTP), ffmpeg's synthetic sources, or a V4L2 capture thread. The
+//! recorder (`recorder.rs`) writes segments, `segments.rs` turns each closed
+//! one into an index row, and the supervisor (`supervisor.rs`) is the state
+//! machine around them: the seam where another recorder can plug in.
 
 pub mod ffmpeg;
 pub mod health;
 pub mod modes;
+pub mod recorder;
+mod report;
+pub mod segments;
 pub mod snapshot;
 pub mod source;
+pub mod state;
 pub mod supervisor;
 pub mod v4l2;
 

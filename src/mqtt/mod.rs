@@ -2,7 +2,9 @@
 //! announces the node, reconnects, restores state and drains the outbox.
 
 pub mod ack_tracker;
+pub mod drain;
 pub mod driver;
+pub mod pending;
 pub mod session;
 pub mod settings;
 

@@ -5,7 +5,9 @@
 //! Everything else talks to it through a bounded channel and never waits on
 //! the network.
 
+use super::drain::OutboxDrain;
 use super::driver::{self, Driver, DriverEvent, SharedLink, Tag};
+use super::pending::{PENDING_MAX, PENDING_MAX_BYTES, Pending, PendingQueue};
 use super::settings::{SessionSettings, authenticate, no_delay};
 use crate::outbox::{self, OutboxRow};
 use crate::protocol::topics::{Topics, topic_matches};
@@ -25,16 +27,10 @@ use tokio::time::Instant;
 pub const SESSION_QUEUE: usize = 256;
 /// Reports the driver may queue for the session.
 const DRIVER_QUEUE: usize = 256;
-/// Outbox events published and not yet acknowledged at once.
-const OUTBOX_WINDOW: usize = 32;
 /// Publishes rumqttc may hold in flight (outbox window plus state and stats).
 const MQTT_INFLIGHT: u16 = 64;
 /// Retained topics the session restores after a reconnect.
 const RETAINED_MAX: usize = 1024;
-/// Publishes held while rumqttc's queue is full (a burst of replies, say), by count and by
-/// bytes; beyond either, the oldest is dropped and counted.
-const PENDING_MAX: usize = 4096;
-const PENDING_MAX_BYTES: usize = 8 << 20;
 /// How long shutdown waits for the broker to take `offline`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -72,14 +68,6 @@ pub struct SessionStats {
     pub incoming_dropped: AtomicU64,
     /// Beats while the session's loop turns (the systemd watchdog watches it).
     pub heartbeat: crate::heartbeat::Heartbeat,
-}
-
-/// A publish waiting for room in rumqttc's queue.
-struct Pending {
-    topic: String,
-    payload: Vec<u8>,
-    qos: QoS,
-    retain: bool,
 }
 
 enum Request {
@@ -137,15 +125,10 @@ pub struct Session {
     subscriptions: Vec<Subscription>,
     stats: Arc<SessionStats>,
     retained: BTreeMap<String, Vec<u8>>,
-    pending: std::collections::VecDeque<Pending>,
-    pending_bytes: usize,
+    pending: PendingQueue,
     connected: bool,
-    cursor: i64,
-    outbox_in_flight: usize,
-    outbox_more: bool,
+    drain: OutboxDrain,
     fetch: Option<oneshot::Receiver<Result<Vec<OutboxRow>>>>,
-    fetch_limit: usize,
-    acked: Vec<i64>,
 }
 
 /// Builds the session and its handle; run the session with `Session::run`.
@@ -185,15 +168,10 @@ pub fn session(
         subscriptions,
         stats,
         retained: BTreeMap::new(),
-        pending: std::collections::VecDeque::new(),
-        pending_bytes: 0,
+        pending: PendingQueue::new(PENDING_MAX, PENDING_MAX_BYTES),
         connected: false,
-        cursor: 0,
-        outbox_in_flight: 0,
-        outbox_more: true,
+        drain: OutboxDrain::default(),
         fetch: None,
-        fetch_limit: 0,
-        acked: Vec::with_capacity(OUTBOX_WINDOW),
     };
     Ok((session, handle))
 }
@@ -229,13 +207,13 @@ impl Session {
                     self.fetch = None;
                     self.on_rows(rows);
                 }
-                () = self.outbox_wake.notified() => self.outbox_more = true,
+                () = self.outbox_wake.notified() => self.drain.wake(),
                 _ = flush.tick() => {
                     self.stats.heartbeat.beat();
                     self.flush_acks();
                     self.send_pending();
                 }
-                _ = recheck.tick() => self.outbox_more = true,
+                _ = recheck.tick() => self.drain.wake(),
             }
         }
         driver_task.abort();
@@ -253,7 +231,7 @@ impl Session {
                 self.connected = false;
                 self.stats.connected.store(false, Ordering::Relaxed);
                 self.fetch = None;
-                self.outbox_in_flight = 0;
+                self.drain.disconnected();
                 self.drop_pending(false);
                 let retry_in_ms = retry_in.as_millis() as u64;
                 if was_connected {
@@ -282,28 +260,22 @@ impl Session {
             return;
         }
         // Behind anything already waiting, so publishes keep their order.
-        self.pending_bytes += payload.len();
-        self.pending.push_back(Pending { topic, payload, qos, retain });
-        while self.pending.len() > PENDING_MAX || self.pending_bytes > PENDING_MAX_BYTES {
-            let Some(dropped) = self.pending.pop_front() else { break };
-            self.pending_bytes -= dropped.payload.len();
-            self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        let dropped = self.pending.push(Pending { topic, payload, qos, retain });
+        self.stats.publishes_dropped.fetch_add(dropped, Ordering::Relaxed);
         self.send_pending();
     }
 
     /// Hands waiting publishes to rumqttc while it takes them.
     fn send_pending(&mut self) {
-        while let Some(publish) = self.pending.pop_front() {
-            let (retain, bytes) = (publish.retain, publish.payload.len());
+        while let Some(publish) = self.pending.pop() {
+            let retain = publish.retain;
             match self.try_send(publish, None) {
-                Ok(()) => self.pending_bytes -= bytes,
+                Ok(()) => {}
                 Err(Some(publish)) => {
-                    self.pending.push_front(publish);
+                    self.pending.put_back(publish);
                     return;
                 }
                 Err(None) => {
-                    self.pending_bytes -= bytes;
                     self.drop_pending(!retain);
                     return;
                 }
@@ -314,9 +286,8 @@ impl Session {
     /// Drops what waits (disconnected: what is retained goes out again on the next
     /// connection), counting the rest and `one_more` as dropped.
     fn drop_pending(&mut self, one_more: bool) {
-        let dropped = self.pending.drain(..).filter(|p| !p.retain).count() + usize::from(one_more);
-        self.pending_bytes = 0;
-        self.stats.publishes_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        let dropped = self.pending.clear() + u64::from(one_more);
+        self.stats.publishes_dropped.fetch_add(dropped, Ordering::Relaxed);
     }
 
     /// Hands a publish to rumqttc if connected; `false` when it was not taken.
@@ -366,17 +337,13 @@ impl Session {
             self.send(topic, payload, QoS::AtLeastOnce, true, None);
         }
         // Everything unacknowledged goes out again, in seq order.
-        self.cursor = 0;
-        self.outbox_in_flight = 0;
-        self.outbox_more = true;
+        self.drain.connected();
     }
 
     fn on_acked(&mut self, tag: Tag) {
         if let Tag::Event(seq) = tag {
-            self.acked.push(seq);
-            self.outbox_in_flight = self.outbox_in_flight.saturating_sub(1);
             self.stats.events_acked.fetch_add(1, Ordering::Relaxed);
-            if self.acked.len() >= OUTBOX_WINDOW {
+            if self.drain.acked(seq) {
                 self.flush_acks();
             }
         }
@@ -392,16 +359,14 @@ impl Session {
     }
 
     fn maybe_fetch(&mut self) {
-        if !self.connected || self.fetch.is_some() || !self.outbox_more || self.outbox_in_flight >= OUTBOX_WINDOW {
-            return;
-        }
+        let Some((after, limit)) = self.drain.next_fetch(self.connected, self.fetch.is_some()) else { return };
         // Acknowledgements go first so the fetch, queued behind them, does not see those rows again.
         self.flush_acks();
-        let (after, limit) = (self.cursor, OUTBOX_WINDOW - self.outbox_in_flight);
-        self.fetch_limit = limit;
         self.fetch = self.store.try_call(move |conn| outbox::fetch_unsent(conn, after, limit));
-        // When the store queue is full, `outbox_more` stays set and the next turn tries again.
-        self.outbox_more = self.fetch.is_none();
+        if self.fetch.is_none() {
+            // The store queue is full: the next turn tries again.
+            self.drain.fetch_not_queued();
+        }
     }
 
     fn on_rows(&mut self, rows: Result<Result<Vec<OutboxRow>>, oneshot::error::RecvError>) {
@@ -416,27 +381,26 @@ impl Session {
         if !self.connected {
             return;
         }
-        self.outbox_more = rows.len() >= self.fetch_limit;
+        self.drain.fetched(rows.len());
         for row in rows {
             let topic = self.topics.event(&row.camera, &row.kind);
             if !self.send(topic, row.payload.into_bytes(), QoS::AtLeastOnce, false, Some(Tag::Event(row.seq))) {
-                self.outbox_more = true;
+                self.drain.not_published();
                 break;
             }
-            self.cursor = row.seq;
-            self.outbox_in_flight += 1;
+            self.drain.published(row.seq);
             self.stats.events_published.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn flush_acks(&mut self) {
-        if self.acked.is_empty() {
+        let seqs = self.drain.take_acks();
+        if seqs.is_empty() {
             return;
         }
-        let seqs = std::mem::take(&mut self.acked);
         let retry = seqs.clone();
         if self.store.try_call(move |conn| outbox::mark_sent(conn, &seqs, UnixMs::now())).is_none() {
-            self.acked = retry;
+            self.drain.keep_acks(retry);
         }
     }
 
@@ -454,7 +418,7 @@ impl Session {
             }
             let _ = self.client.try_disconnect();
         }
-        let seqs = std::mem::take(&mut self.acked);
+        let seqs = self.drain.take_acks();
         if !seqs.is_empty() {
             let marked = self.store.call(move |conn| outbox::mark_sent(conn, &seqs, UnixMs::now())).await;
             if let Err(e) = marked {

@@ -1,0 +1,103 @@
+//! Turning a segment the recorder closed into an index row: where the file
+//! is, its wall-clock times, its size.
+
+use super::ffmpeg::ListedSegment;
+use crate::recording::index::{self, NewSegment};
+use crate::recording::layout;
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+/// Files the recorder said it opened, remembered to find a listed file's directory.
+const OPENED_MEMORY: usize = 16;
+
+/// The codec and size of the recorder's video stream.
+pub type VideoFormat = (String, u32, u32);
+
+/// Indexes the segments of one recorder run.
+pub struct SegmentIndexer {
+    camera: String,
+    recordings_dir: PathBuf,
+    store: Store,
+    /// Wall time (ms) of the run's stream time 0, fixed at its first segment.
+    anchor_ms: Option<i64>,
+    opened: VecDeque<String>,
+}
+
+impl SegmentIndexer {
+    /// An indexer for a new run of `camera`'s recorder.
+    pub fn new(camera: &str, recordings_dir: &Path, store: Store) -> Self {
+        Self {
+            camera: camera.to_string(),
+            recordings_dir: recordings_dir.to_path_buf(),
+            store,
+            anchor_ms: None,
+            opened: VecDeque::new(),
+        }
+    }
+
+    /// Remembers that the recorder opened `path`.
+    pub fn opened(&mut self, path: String) {
+        self.opened.push_back(path);
+        if self.opened.len() > OPENED_MEMORY {
+            self.opened.pop_front();
+        }
+    }
+
+    /// Indexes a closed segment; returns its row (also when the index refused it), or `None`
+    /// when its file is not on disk.
+    pub async fn index(&mut self, listed: ListedSegment, video: Option<&VideoFormat>) -> Option<NewSegment> {
+        let now = UnixMs::now();
+        // The stream clock is mapped to wall time once per run, so segments of a run are contiguous.
+        let anchor = *self.anchor_ms.get_or_insert(now.0 - (listed.end_s * 1000.0).round() as i64);
+        let start = UnixMs(anchor + (listed.start_s * 1000.0).round() as i64);
+        let end = UnixMs(anchor + (listed.end_s * 1000.0).round() as i64);
+        let Some(relative) = self.resolve(&listed.file, start) else {
+            tracing::error!(camera = %self.camera, file = %listed.file, "closed segment not found on disk");
+            return None;
+        };
+        let bytes = std::fs::metadata(self.recordings_dir.join(&relative)).map(|m| m.len()).unwrap_or(0);
+        let (codec, width, height) = match video {
+            Some((codec, w, h)) => (Some(codec.clone()), Some(*w), Some(*h)),
+            None => (None, None, None),
+        };
+        let segment =
+            NewSegment { camera: self.camera.clone(), path: relative, start, end, bytes, codec, width, height };
+        let stored = self.store.call({
+            let segment = segment.clone();
+            move |conn| index::insert_segment(conn, &segment)
+        });
+        let (camera, path, duration_ms) = (&self.camera, &segment.path, end.0 - start.0);
+        match stored.await {
+            Ok(_) => tracing::debug!(camera = %camera, path = %path, bytes, duration_ms, "segment indexed"),
+            Err(e) => tracing::error!(camera = %camera, path = %path, error = %e, "segment not indexed"),
+        }
+        Some(segment)
+    }
+
+    /// The relative path of a listed file: from the files opened, else by its date.
+    fn resolve(&mut self, file: &str, start: UnixMs) -> Option<String> {
+        while let Some(opened) = self.opened.pop_front() {
+            if Path::new(&opened).file_name().is_some_and(|name| name == file) {
+                let relative = Path::new(&opened).strip_prefix(&self.recordings_dir).ok()?;
+                return Some(relative.to_string_lossy().into_owned());
+            }
+        }
+        [start, UnixMs(start.0 - 86_400_000), UnixMs(start.0 + 86_400_000)]
+            .into_iter()
+            .map(|day| format!("{}/{file}", layout::day_dir(&self.camera, day)))
+            .find(|relative| self.recordings_dir.join(relative).is_file())
+    }
+}
+
+/// Makes today's and tomorrow's segment directories of `camera`, which ffmpeg cannot make.
+pub fn ensure_day_dirs(recordings_dir: &Path, camera: &str) {
+    let now = UnixMs::now();
+    for day in [now, UnixMs(now.0 + 86_400_000)] {
+        let dir = recordings_dir.join(layout::day_dir(camera, day));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::error!(camera = %camera, dir = %dir.display(), error = %e, "cannot create segment directory");
+        }
+    }
+}
