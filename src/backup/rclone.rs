@@ -5,7 +5,7 @@
 
 use super::index;
 use super::job::{BackupContext, JobProgress};
-use super::select::{self, Selection};
+use super::select::{self, Selection, ToCopy};
 use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, VerifyMode};
 use crate::config::secret::read_secret;
 use crate::sys::process::find_program;
@@ -113,92 +113,17 @@ pub async fn copy_to_remote(
     report: &(dyn Fn(&JobProgress) + Sync),
 ) -> Result<()> {
     let rclone = rclone_binary()?;
-    let base = &ctx.config_dir;
-    let password = dest.password_file.as_ref().map(|f| read_secret(&base.join(f))).transpose()?;
-    let obscured = match &password {
-        Some(password) => Some(obscure(&rclone, password).await?),
-        None => None,
-    };
-    let secret_key = dest.secret_access_key_file.as_ref().map(|f| read_secret(&base.join(f))).transpose()?;
-    let mut spec = remote_spec(dest, obscured.as_deref(), secret_key.as_deref());
-    spec.secrets.extend(password);
-
+    let spec = credentials(&rclone, &ctx.config_dir, dest).await?;
     // The file list, written page by page; its files stay read-locked for the whole job.
     let list_path = std::env::temp_dir().join(format!("heldar-backup-{}.list", progress.job));
-    let mut list = std::fs::File::create(&list_path).with_context(|| format!("creating {}", list_path.display()))?;
-    let mut files = Vec::new();
-    let mut after = (i64::MIN, i64::MIN);
-    loop {
-        let sel = selection.clone();
-        let page = ctx.store.call(move |conn| select::page(conn, &sel, after)).await?;
-        let Some(last) = page.last() else { break };
-        after = (last.start_ms, last.id);
-        for file in page {
-            writeln!(list, "{}", file.path)?;
-            files.push(file);
-        }
-    }
-    drop(list);
+    let files = write_file_list(ctx, selection, &list_path).await?;
     if files.is_empty() {
         let _ = std::fs::remove_file(&list_path);
         return Ok(());
     }
     let _reading = ctx.reads.hold(&files.iter().map(|f| f.id).collect::<Vec<_>>());
-    let run = |check: bool| {
-        let mut command = Command::new(&rclone);
-        if check {
-            command.args(["check", "--one-way", "--download"]);
-        } else {
-            command.args(["copy", "--stats", "1s", "--stats-one-line", "--stats-log-level", "NOTICE"]);
-            command.args(["--transfers", &policy.concurrency.to_string()]);
-            if let Some(rate) = policy.bandwidth {
-                command.args(["--bwlimit", &format!("{}B", rate.0)]);
-            }
-        }
-        command
-            .arg("--files-from")
-            .arg(&list_path)
-            .arg(&ctx.recordings_dir)
-            .arg(&spec.target)
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            // rclone 1.60's AWS SDK fails on this variable ("unsupported transport"); rclone
-            // takes its CA certificates through --ca-cert instead.
-            .env_remove("AWS_CA_BUNDLE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        command
-    };
-    let result = async {
-        let mut child = run(false).spawn().context("starting rclone")?;
-        let stderr = child.stderr.take().context("rclone stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let mut last_error = String::new();
-        while let Some(line) = lines.next_line().await? {
-            let line = scrub(&line, &spec.secrets);
-            if let Some(percent) = stats_percent(&line) {
-                progress.bytes_done = progress.bytes_total * percent.min(100) / 100;
-                report(progress);
-            } else if !line.trim().is_empty() {
-                tracing::warn!(destination = %dest.id, message = %line, "rclone");
-                last_error = line;
-            }
-        }
-        let status = child.wait().await?;
-        if !status.success() {
-            bail!("rclone copy failed ({status}): {last_error}");
-        }
-        if policy.verify == VerifyMode::Sha256 {
-            let out = run(true).output().await.context("running rclone check")?;
-            if !out.status.success() {
-                let said = scrub(&String::from_utf8_lossy(&out.stderr), &spec.secrets);
-                bail!("rclone check found differences: {}", said.lines().last().unwrap_or(""));
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let job = RcloneJob { rclone: &rclone, policy, list: &list_path, recordings_dir: &ctx.recordings_dir, spec: &spec };
+    let result = job.run(&dest.id, progress, report).await;
     let _ = std::fs::remove_file(&list_path);
     result?;
     let dest_id = dest.id.clone();
@@ -214,6 +139,106 @@ pub async fn copy_to_remote(
     progress.files_done = files.len() as u64;
     progress.bytes_done = files.iter().map(|f| f.bytes).sum();
     Ok(())
+}
+
+/// The remote of `dest` with its secrets read (the password obscured as rclone wants it).
+async fn credentials(rclone: &Path, config_dir: &Path, dest: &DestinationConfig) -> Result<RemoteSpec> {
+    let password = dest.password_file.as_ref().map(|f| read_secret(&config_dir.join(f))).transpose()?;
+    let obscured = match &password {
+        Some(password) => Some(obscure(rclone, password).await?),
+        None => None,
+    };
+    let secret_key = dest.secret_access_key_file.as_ref().map(|f| read_secret(&config_dir.join(f))).transpose()?;
+    let mut spec = remote_spec(dest, obscured.as_deref(), secret_key.as_deref());
+    spec.secrets.extend(password);
+    Ok(spec)
+}
+
+/// Writes the selected files' paths to `list_path`, one a line; returns them.
+async fn write_file_list(ctx: &BackupContext, selection: Selection, list_path: &Path) -> Result<Vec<ToCopy>> {
+    let mut list = std::fs::File::create(list_path).with_context(|| format!("creating {}", list_path.display()))?;
+    let mut files = Vec::new();
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let sel = selection.clone();
+        let page = ctx.store.call(move |conn| select::page(conn, &sel, after)).await?;
+        let Some(last) = page.last() else { break };
+        after = (last.start_ms, last.id);
+        for file in page {
+            writeln!(list, "{}", file.path)?;
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// One job's rclone: copy the listed files, then check them when the policy verifies by hash.
+struct RcloneJob<'a> {
+    rclone: &'a Path,
+    policy: &'a PolicyConfig,
+    list: &'a Path,
+    recordings_dir: &'a Path,
+    spec: &'a RemoteSpec,
+}
+
+impl RcloneJob<'_> {
+    /// `rclone copy` (or `rclone check` when `check`) of the listed files.
+    fn command(&self, check: bool) -> Command {
+        let mut command = Command::new(self.rclone);
+        if check {
+            command.args(["check", "--one-way", "--download"]);
+        } else {
+            command.args(["copy", "--stats", "1s", "--stats-one-line", "--stats-log-level", "NOTICE"]);
+            command.args(["--transfers", &self.policy.concurrency.to_string()]);
+            if let Some(rate) = self.policy.bandwidth {
+                command.args(["--bwlimit", &format!("{}B", rate.0)]);
+            }
+        }
+        command
+            .arg("--files-from")
+            .arg(self.list)
+            .arg(self.recordings_dir)
+            .arg(&self.spec.target)
+            .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // rclone 1.60's AWS SDK fails on this variable ("unsupported transport"); rclone
+            // takes its CA certificates through --ca-cert instead.
+            .env_remove("AWS_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs the copy, reporting its progress, then the check.
+    async fn run(&self, dest: &str, progress: &mut JobProgress, report: &(dyn Fn(&JobProgress) + Sync)) -> Result<()> {
+        let mut child = self.command(false).spawn().context("starting rclone")?;
+        let stderr = child.stderr.take().context("rclone stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut last_error = String::new();
+        while let Some(line) = lines.next_line().await? {
+            let line = scrub(&line, &self.spec.secrets);
+            if let Some(percent) = stats_percent(&line) {
+                progress.bytes_done = progress.bytes_total * percent.min(100) / 100;
+                report(progress);
+            } else if !line.trim().is_empty() {
+                tracing::warn!(destination = %dest, message = %line, "rclone");
+                last_error = line;
+            }
+        }
+        let status = child.wait().await?;
+        if !status.success() {
+            bail!("rclone copy failed ({status}): {last_error}");
+        }
+        if self.policy.verify == VerifyMode::Sha256 {
+            let out = self.command(true).output().await.context("running rclone check")?;
+            if !out.status.success() {
+                let said = scrub(&String::from_utf8_lossy(&out.stderr), &self.spec.secrets);
+                bail!("rclone check found differences: {}", said.lines().last().unwrap_or(""));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,29 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         ["-hide_banner", "-loglevel", "level+info", "-nostats", "-stats_period", "1", "-progress", "pipe:2"]
             .map(String::from)
             .to_vec();
-    let copy = match plan.source {
+    let copy = input_args(plan, &mut args);
+    args.extend(["-map", "0:v:0"].map(String::from));
+    if matches!(plan.source, Source::V4l2(_)) {
+        // Frames keep their capture times: no duplicates to fill a rate the camera does not deliver.
+        args.extend(["-fps_mode", "passthrough"].map(String::from));
+    }
+    if copy {
+        args.extend(["-c:v", "copy"].map(String::from));
+    } else {
+        args.extend(encoder_args(plan.encoder, plan.segment_s));
+        if plan.sample_stream {
+            // Behind tee the encoder cannot tell that MP4 needs its parameter sets out of band.
+            args.extend(["-flags:v", "+global_header"].map(String::from));
+        }
+    }
+    output_args(plan, &mut args);
+    args
+}
+
+/// Appends the input of `plan`'s source; `true` when its video is H.264 or H.265 already
+/// and is copied.
+fn input_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) -> bool {
+    match plan.source {
         Source::Rtsp(url) => {
             args.extend(["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from));
             true
@@ -65,21 +87,11 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
             args.extend(["-i", "pipe:0"].map(String::from));
             format == PixelFormat::H264
         }
-    };
-    args.extend(["-map", "0:v:0"].map(String::from));
-    if matches!(plan.source, Source::V4l2(_)) {
-        // Frames keep their capture times: no duplicates to fill a rate the camera does not deliver.
-        args.extend(["-fps_mode", "passthrough"].map(String::from));
     }
-    if copy {
-        args.extend(["-c:v", "copy"].map(String::from));
-    } else {
-        args.extend(encoder_args(plan.encoder, plan.segment_s));
-        if plan.sample_stream {
-            // Behind tee the encoder cannot tell that MP4 needs its parameter sets out of band.
-            args.extend(["-flags:v", "+global_header"].map(String::from));
-        }
-    }
+}
+
+/// Appends the segment muxer, behind `tee` with the sampler's MPEG-TS when sampled.
+fn output_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) {
     let pattern = plan.recordings_dir.join(layout::segment_pattern(plan.camera)).to_string_lossy().into_owned();
     let segment_time = plan.segment_s.to_string();
     let segment: [(&str, &str); 7] = [
@@ -118,7 +130,6 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         }
         args.push(pattern);
     }
-    args
 }
 
 /// Escapes a value for a muxer's own `key=value:key=value` option parser.

@@ -3,7 +3,7 @@
 //! block and every entity under `cmps`. Pure: built from the config alone.
 
 use crate::config::LoadedConfig;
-use crate::config::schema::AuthMode;
+use crate::config::schema::{AuthMode, CameraConfig};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -26,32 +26,41 @@ pub fn command_entities(config: &LoadedConfig) -> bool {
         || (commands.auth == AuthMode::None && commands.allow.iter().any(|c| c == "record"))
 }
 
-/// The entities of the node by component id, each with its platform `p` and `unique_id`.
-pub fn components(config: &LoadedConfig) -> BTreeMap<String, Value> {
-    let root = config.topic_root();
-    let node = object_id(&config.node_id);
-    let mut out = BTreeMap::new();
-    let mut add = |key: String, platform: &str, mut entity: Value| {
-        let id = format!("heldar_{node}_{key}");
+/// Entities being collected, by component id.
+struct Components {
+    node: String,
+    out: BTreeMap<String, Value>,
+}
+
+impl Components {
+    /// Adds an entity of `platform` under `key`, with its platform `p` and `unique_id`.
+    fn add(&mut self, key: String, platform: &str, mut entity: Value) {
+        let id = format!("heldar_{}_{key}", self.node);
         entity["p"] = platform.into();
         entity["unique_id"] = id.clone().into();
         entity["object_id"] = id.clone().into();
-        out.insert(id, entity);
-    };
+        self.out.insert(id, entity);
+    }
+}
+
+/// The entities of the node by component id, each with its platform `p` and `unique_id`.
+pub fn components(config: &LoadedConfig) -> BTreeMap<String, Value> {
+    let root = config.topic_root();
+    let mut c = Components { node: object_id(&config.node_id), out: BTreeMap::new() };
     let stats = format!("{root}/stats");
-    add(
+    c.add(
         "storage_free".into(),
         "sensor",
         json!({"name": "Free storage", "state_topic": stats, "value_template": "{{ value_json.storage.free_percent }}",
                "unit_of_measurement": "%", "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:harddisk"}),
     );
-    add(
+    c.add(
         "outbox_depth".into(),
         "sensor",
         json!({"name": "Events waiting", "state_topic": stats, "value_template": "{{ value_json.outbox.depth }}",
                "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:tray-full"}),
     );
-    add(
+    c.add(
         "workers_online".into(),
         "sensor",
         json!({"name": "Workers online", "state_topic": stats, "value_template": "{{ value_json.workers.online }}",
@@ -59,62 +68,68 @@ pub fn components(config: &LoadedConfig) -> BTreeMap<String, Value> {
     );
     let commands = command_entities(config);
     for camera in &config.config.cameras {
-        let cam = object_id(&camera.id);
-        let state = format!("{root}/cameras/{}/state", camera.id);
-        add(
-            format!("{cam}_recording"),
-            "sensor",
-            json!({"name": format!("{} recording", camera.id), "state_topic": state,
-                   "value_template": "{{ value_json.state }}", "device_class": "enum",
-                   "options": ["connecting", "recording", "offline", "disabled"], "icon": "mdi:cctv"}),
+        camera_components(&mut c, &root, camera, commands);
+    }
+    c.out
+}
+
+/// A camera's entities: its state, snapshot, (with `commands`) its switch and button, and
+/// its zones'.
+fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, commands: bool) {
+    let cam = object_id(&camera.id);
+    let state = format!("{root}/cameras/{}/state", camera.id);
+    c.add(
+        format!("{cam}_recording"),
+        "sensor",
+        json!({"name": format!("{} recording", camera.id), "state_topic": state,
+               "value_template": "{{ value_json.state }}", "device_class": "enum",
+               "options": ["connecting", "recording", "offline", "disabled"], "icon": "mdi:cctv"}),
+    );
+    c.add(
+        format!("{cam}_snapshot"),
+        "image",
+        json!({"name": format!("{} snapshot", camera.id), "image_topic": format!("{root}/snapshots/{}", camera.id),
+               "content_type": "image/jpeg"}),
+    );
+    if commands {
+        let request = |id: String, args: Value| json!({"v": 1, "id": id, "args": args}).to_string();
+        c.add(
+            format!("{cam}_record"),
+            "switch",
+            json!({"name": format!("{} record", camera.id), "command_topic": format!("{root}/cmd/record"),
+                   "payload_on": request(format!("ha-{}-on", cam), json!({"camera": camera.id, "mode": "on"})),
+                   "payload_off": request(format!("ha-{}-off", cam), json!({"camera": camera.id, "mode": "off"})),
+                   "state_topic": state,
+                   "value_template": "{{ 'OFF' if value_json.state == 'disabled' else 'ON' }}", "icon": "mdi:record-rec"}),
         );
-        add(
-            format!("{cam}_snapshot"),
-            "image",
-            json!({"name": format!("{} snapshot", camera.id), "image_topic": format!("{root}/snapshots/{}", camera.id),
-                   "content_type": "image/jpeg"}),
+        c.add(
+            format!("{cam}_take_snapshot"),
+            "button",
+            json!({"name": format!("{} take snapshot", camera.id), "command_topic": format!("{root}/cmd/snapshot"),
+                   "payload_press": request(format!("ha-{}-snapshot", cam), json!({"camera": camera.id})),
+                   "icon": "mdi:camera"}),
         );
-        if commands {
-            let request = |id: String, args: Value| json!({"v": 1, "id": id, "args": args}).to_string();
-            add(
-                format!("{cam}_record"),
-                "switch",
-                json!({"name": format!("{} record", camera.id), "command_topic": format!("{root}/cmd/record"),
-                       "payload_on": request(format!("ha-{}-on", cam), json!({"camera": camera.id, "mode": "on"})),
-                       "payload_off": request(format!("ha-{}-off", cam), json!({"camera": camera.id, "mode": "off"})),
-                       "state_topic": state,
-                       "value_template": "{{ 'OFF' if value_json.state == 'disabled' else 'ON' }}", "icon": "mdi:record-rec"}),
+    }
+    for zone in &camera.zones {
+        let labels = std::iter::once("all").chain(zone.labels.iter().map(String::as_str));
+        for label in labels {
+            let topic = format!("{root}/zones/{}/{}/{label}", camera.id, zone.id);
+            let key = format!("{cam}_{}_{}", object_id(&zone.id), object_id(label));
+            let name = format!("{} {} {label}", camera.id, zone.id);
+            c.add(
+                format!("{key}_occupied"),
+                "binary_sensor",
+                json!({"name": format!("{name} occupied"), "state_topic": topic, "device_class": "occupancy",
+                       "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
             );
-            add(
-                format!("{cam}_take_snapshot"),
-                "button",
-                json!({"name": format!("{} take snapshot", camera.id), "command_topic": format!("{root}/cmd/snapshot"),
-                       "payload_press": request(format!("ha-{}-snapshot", cam), json!({"camera": camera.id})),
-                       "icon": "mdi:camera"}),
+            c.add(
+                format!("{key}_count"),
+                "sensor",
+                json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
+                       "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
             );
-        }
-        for zone in &camera.zones {
-            let labels = std::iter::once("all").chain(zone.labels.iter().map(String::as_str));
-            for label in labels {
-                let topic = format!("{root}/zones/{}/{}/{label}", camera.id, zone.id);
-                let key = format!("{cam}_{}_{}", object_id(&zone.id), object_id(label));
-                let name = format!("{} {} {label}", camera.id, zone.id);
-                add(
-                    format!("{key}_occupied"),
-                    "binary_sensor",
-                    json!({"name": format!("{name} occupied"), "state_topic": topic, "device_class": "occupancy",
-                           "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
-                );
-                add(
-                    format!("{key}_count"),
-                    "sensor",
-                    json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
-                           "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
-                );
-            }
         }
     }
-    out
 }
 
 /// The device discovery payload: `components`, plus `removed` entities (id → platform) sent

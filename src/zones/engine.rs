@@ -3,6 +3,7 @@
 //! frames' capture time) is passed in; events go to a callback.
 
 use super::geometry::{self, Pt};
+use super::steps::{ZoneState, line_step, polygon_step};
 use crate::capacity::{MAX_TRACKS_PER_CAMERA, MAX_ZONE_POINTS, MAX_ZONES_PER_CAMERA};
 use crate::config::schema::{LineDirection, ZoneConfig};
 use embassy_time::{Duration, Instant};
@@ -33,8 +34,10 @@ pub struct Zone {
     shape: Shape,
     labels: Vec<String>,
     min_confidence: f64,
-    inertia: u32,
-    dwell: Option<Duration>,
+    /// Observations before inside/outside (or a side of a line) flips.
+    pub(super) inertia: u32,
+    /// Time inside before a dwell event.
+    pub(super) dwell: Option<Duration>,
     count_threshold: u32,
     /// Lock footage around this zone's events.
     pub lock: bool,
@@ -136,16 +139,6 @@ pub struct TrackSnapshot {
     pub confidence: f64,
     /// Its last box.
     pub bbox: [f64; 4],
-}
-
-#[derive(Clone, Debug, Default)]
-struct ZoneState {
-    inside: bool,
-    streak: u32,
-    entered: Option<Instant>,
-    dwell_fired: bool,
-    confirmed_side: Option<bool>,
-    crossing_valid: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -392,82 +385,5 @@ impl ZoneEngine {
     /// Total occupancy of each zone after the last call.
     pub fn occupancy(&self) -> &[u32] {
         &self.occupancy
-    }
-}
-
-fn polygon_step(
-    z: usize,
-    zone: &Zone,
-    state: &mut ZoneState,
-    inside: bool,
-    at: Instant,
-    snapshot: &TrackSnapshot,
-    emit: &mut impl FnMut(ZoneEvent),
-) {
-    if inside == state.inside {
-        state.streak = 0;
-    } else {
-        state.streak += 1;
-        if state.streak >= zone.inertia {
-            state.streak = 0;
-            state.inside = inside;
-            if inside {
-                state.entered = Some(at);
-                state.dwell_fired = false;
-                emit(ZoneEvent { zone: z, kind: ZoneEventKind::Enter, at, track: Some(snapshot.clone()) });
-            } else {
-                let dwell = state.entered.take().map_or(Duration::from_ticks(0), |e| at.saturating_duration_since(e));
-                emit(ZoneEvent { zone: z, kind: ZoneEventKind::Exit { dwell }, at, track: Some(snapshot.clone()) });
-            }
-        }
-    }
-    if let (true, Some(entered), Some(dwell), false) = (state.inside, state.entered, zone.dwell, state.dwell_fired) {
-        let spent = at.saturating_duration_since(entered);
-        if spent >= dwell {
-            state.dwell_fired = true;
-            emit(ZoneEvent { zone: z, kind: ZoneEventKind::Dwell { dwell: spent }, at, track: Some(snapshot.clone()) });
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn line_step(
-    z: usize,
-    zone: &Zone,
-    state: &mut ZoneState,
-    (a, b, direction): (Pt, Pt, LineDirection),
-    (previous, point): (Pt, Pt),
-    at: Instant,
-    snapshot: &TrackSnapshot,
-    emit: &mut impl FnMut(ZoneEvent),
-) {
-    let Some(side) = geometry::side(a, b, point) else { return };
-    let Some(confirmed) = state.confirmed_side else {
-        state.confirmed_side = Some(side);
-        return;
-    };
-    if side == confirmed {
-        state.streak = 0;
-        state.crossing_valid = false;
-        return;
-    }
-    if state.streak == 0 {
-        // The step that left the confirmed side must pass through the segment itself.
-        state.crossing_valid = geometry::segments_intersect(previous, point, a, b);
-    }
-    state.streak += 1;
-    if state.streak < zone.inertia {
-        return;
-    }
-    state.streak = 0;
-    state.confirmed_side = Some(side);
-    let ab = !confirmed && side;
-    let wanted = match direction {
-        LineDirection::Any => true,
-        LineDirection::Ab => ab,
-        LineDirection::Ba => !ab,
-    };
-    if std::mem::take(&mut state.crossing_valid) && wanted {
-        emit(ZoneEvent { zone: z, kind: ZoneEventKind::Cross { ab }, at, track: Some(snapshot.clone()) });
     }
 }

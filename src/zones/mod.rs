@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod geometry;
 pub mod service;
+pub mod steps;
 
 #[cfg(test)]
 mod engine_tests;
