@@ -204,3 +204,31 @@ async fn a_camera_password_is_spliced_in_and_never_logged() {
     node.terminate(15 * SECOND);
     assert!(!node.log().contains(support::RTSP_PASSWORD), "the password leaked into the log:\n{}", node.log());
 }
+
+/// A recorder starts at once: launched just after a whole second began, the first segment
+/// starts well before the next whole second (the recorder used to wait for it, losing up
+/// to a second of every start, because names could repeat within a second); file names
+/// carry the run instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_starts_at_once_and_runs_never_share_a_file() {
+    let dir = TempDir::new("start-at-once");
+    let broker = Broker::start(&dir.join("broker"));
+    let source = "lavfi:testsrc2=size=160x120:rate=25";
+    let mut node = Node::configure(&dir.0, "soon", &broker.url(), &camera_toml("now", source, 2, "sample_fps = 0\n"));
+    let now_ms = || heldar_edge::wallclock::UnixMs::now().0;
+    // Launch 30..80 ms into a second: waiting for the next whole second would cost ~950 ms.
+    while !(30..80).contains(&now_ms().rem_euclid(1000)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let launched = now_ms();
+    node.start(&[]);
+    support::wait_for(20 * SECOND, "a first indexed segment", || !node.segments("now").is_empty());
+    let first = node.segments("now")[0].clone();
+    let delay = first.start_ms - launched;
+    eprintln!("launch to the first frame recorded: {delay} ms");
+    assert!(delay < 700, "the first segment starts {delay} ms after launch: the recorder waited");
+    support::wait_for(20 * SECOND, "3 indexed segments", || node.segments("now").len() >= 3);
+    let files: std::collections::BTreeSet<String> = node.segments("now").into_iter().map(|r| r.path).collect();
+    assert!(files.iter().all(|f| f.ends_with(".mp4") && f.contains('-')), "{files:?}");
+    assert!(node.terminate(15 * SECOND).success());
+}

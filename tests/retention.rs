@@ -1,7 +1,7 @@
 //! Retention on a small real file system (a tmpfs mounted by the test; the
 //! suite runs as root): recording fills it, the sweeper holds the free-space
 //! floor oldest first, keeps evidence-locked footage, and reports
-//! `storage_pressure` once when only locked footage is left.
+//! `storage_pressure` once when only locked footage is left, also across reloads.
 
 mod support;
 
@@ -95,6 +95,13 @@ async fn the_free_floor_holds_locked_footage_stays_and_pressure_is_reported_once
     assert_eq!(pressure(&events), 1, "storage_pressure once");
     let more = watcher.collect(8 * SECOND, |_| false).await;
     assert_eq!(pressure(&more), 0, "once per episode, not per sweep");
+    // A reload starts a new sweeper; the episode goes on, and is not announced again.
+    for n in 1..=2 {
+        support::signal_pid(node.pid(), "HUP");
+        support::wait_for(10 * SECOND, "the reload", || node.log().matches("config reloaded").count() >= n);
+        let after_reload = watcher.collect(5 * SECOND, |_| false).await;
+        assert_eq!(pressure(&after_reload), 0, "reload {n} announced the same episode again");
+    }
     assert_eq!(node.segments("busy")[0].path, first.path);
     let status = node.terminate(20 * SECOND);
     assert!(status.success(), "the service keeps running with a full disk");

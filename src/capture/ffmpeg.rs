@@ -26,6 +26,8 @@ pub struct RecorderPlan<'a> {
     pub encoder: &'a str,
     /// Also write the video as MPEG-TS to fd 3, for the sampler.
     pub sample_stream: bool,
+    /// This run's token in the segment names (`layout::run_token`).
+    pub run: &'a str,
 }
 
 /// The ffmpeg arguments (without the program name) that record `plan` into segments.
@@ -92,7 +94,8 @@ fn input_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) -> bool {
 
 /// Appends the segment muxer, behind `tee` with the sampler's MPEG-TS when sampled.
 fn output_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) {
-    let pattern = plan.recordings_dir.join(layout::segment_pattern(plan.camera)).to_string_lossy().into_owned();
+    let pattern =
+        plan.recordings_dir.join(layout::segment_pattern(plan.camera, plan.run)).to_string_lossy().into_owned();
     let segment_time = plan.segment_s.to_string();
     let segment: [(&str, &str); 7] = [
         ("segment_time", &segment_time),
@@ -274,6 +277,7 @@ mod tests {
             recordings_dir: &dir,
             encoder: "libx264",
             sample_stream: false,
+            run: "r1",
         })
     }
 
@@ -289,7 +293,7 @@ mod tests {
         assert!(has(&args, &["-segment_time", "60"]));
         assert!(has(&args, &["-segment_list", "pipe:1", "-segment_list_type", "csv"]));
         assert!(args.iter().any(|a| a.contains("frag_keyframe")));
-        assert_eq!(args.last().map(String::as_str), Some("/rec/cam/%Y-%m-%d/%H%M%S.mp4"));
+        assert_eq!(args.last().map(String::as_str), Some("/rec/cam/%Y-%m-%d/%H%M%S-r1.mp4"));
     }
 
     #[test]
@@ -317,6 +321,7 @@ mod tests {
             recordings_dir: &dir,
             encoder: "libx264",
             sample_stream: true,
+            run: "r1",
         });
         assert!(has(&args, &["-f", "tee"]));
         let slaves = args.last().expect("slaves");
@@ -324,7 +329,7 @@ mod tests {
         assert!(slaves.contains(r"default_base_moof\\\:frag_duration=1000000\\\:flush_packets=1"), "{slaves}");
         assert!(slaves.contains(r"segment_list=pipe\\\:1:"), "{slaves}");
         assert!(
-            slaves.ends_with(r"]/rec/cam/%Y-%m-%d/%H%M%S.mp4|[f=mpegts:bsfs/v=dump_extra:onfail=ignore]pipe\:3"),
+            slaves.ends_with(r"]/rec/cam/%Y-%m-%d/%H%M%S-r1.mp4|[f=mpegts:bsfs/v=dump_extra:onfail=ignore]pipe\:3"),
             "{slaves}"
         );
     }

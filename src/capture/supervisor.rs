@@ -172,9 +172,9 @@ impl CameraSupervisor {
     /// Starts one run of the recorder and watches it to its end.
     async fn record_once(&self, camera: &mut Camera<'_>, controls: Controls<'_>) -> Outcome {
         ensure_day_dirs(&self.recordings_dir, self.id());
-        // Segment names have one-second resolution: never start two runs in the same second.
-        let into_second = UnixMs::now().0.rem_euclid(1000) as u64;
-        tokio::time::sleep(Duration::from_millis(1000 - into_second)).await;
+        // Started at once: the run's token keeps its file names apart from the last run's,
+        // even within the same second.
+        let run = crate::recording::layout::run_token(UnixMs::now());
         let (mut capture, mut v4l2) = (None, self.camera.v4l2.clone());
         if let Source::V4l2(device) = &self.source {
             match super::v4l2::open(&self.camera, device).await {
@@ -193,6 +193,7 @@ impl CameraSupervisor {
             recordings_dir: &self.recordings_dir,
             encoder: &self.encoder,
             sample_stream: self.sampler.is_some(),
+            run: &run,
         };
         let args = ffmpeg::recorder_args(&plan);
         tracing::debug!(camera = %self.id(), args = %scrub(&args.join(" "), &self.secrets), "starting recorder");

@@ -1,11 +1,30 @@
-//! Where segments live: `<recordings_dir>/<camera>/<YYYY-MM-DD>/<HHMMSS>.mp4`,
-//! in UTC. Paths in the index are relative to `recordings_dir`.
+//! Where segments live: `<recordings_dir>/<camera>/<YYYY-MM-DD>/<HHMMSS>-<run>.mp4`,
+//! in UTC, `<run>` naming the recorder run that wrote it. Paths in the index
+//! are relative to `recordings_dir`.
 
 use crate::wallclock::UnixMs;
 
-/// The strftime pattern ffmpeg's segment muxer expands (run with `TZ=UTC`).
-pub fn segment_pattern(camera: &str) -> String {
-    format!("{camera}/%Y-%m-%d/%H%M%S.mp4")
+/// The strftime pattern ffmpeg's segment muxer expands (run with `TZ=UTC`) for the run
+/// `run` (see `run_token`).
+pub fn segment_pattern(camera: &str, run: &str) -> String {
+    format!("{camera}/%Y-%m-%d/%H%M%S-{run}.mp4")
+}
+
+/// The name of a recorder run started at `started`: its millisecond in base 36. Two runs of
+/// a camera never start in the same millisecond, so their files never share a name, even
+/// when both open a segment in the same second.
+pub fn run_token(started: UnixMs) -> String {
+    let mut n = started.0.max(0) as u64;
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// The day directory (relative) of `camera` at `at`.
@@ -23,7 +42,8 @@ pub struct SegmentName {
     pub opened: UnixMs,
 }
 
-/// Parses a relative path `<camera>/<YYYY-MM-DD>/<HHMMSS>.mp4`; `None` for anything else.
+/// Parses a relative path `<camera>/<YYYY-MM-DD>/<HHMMSS>-<run>.mp4` (or the older
+/// `<HHMMSS>.mp4`); `None` for anything else.
 pub fn parse_segment_path(relative: &str) -> Option<SegmentName> {
     let mut parts = relative.split('/');
     let (camera, day, file) = (parts.next()?, parts.next()?, parts.next()?);
@@ -31,6 +51,17 @@ pub fn parse_segment_path(relative: &str) -> Option<SegmentName> {
         return None;
     }
     let stem = file.strip_suffix(".mp4")?;
+    let stem = match stem.split_once('-') {
+        Some((time, run))
+            if !run.is_empty()
+                && run.len() <= 13
+                && run.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) =>
+        {
+            time
+        }
+        Some(_) => return None,
+        None => stem,
+    };
     if stem.len() != 6 || !stem.bytes().all(|b| b.is_ascii_digit()) || day.len() != 10 {
         return None;
     }
@@ -52,9 +83,22 @@ mod tests {
 
     #[test]
     fn parses_what_ffmpeg_writes() {
-        let name = parse_segment_path("front/2026-11-24/144429.mp4").expect("valid");
-        assert_eq!(name.camera, "front");
-        assert_eq!(name.opened.to_string(), "2026-11-24T14:44:29.000Z");
+        for path in ["front/2026-11-24/144429.mp4", "front/2026-11-24/144429-mifk2x3q.mp4"] {
+            let name = parse_segment_path(path).expect("valid");
+            assert_eq!(name.camera, "front");
+            assert_eq!(name.opened.to_string(), "2026-11-24T14:44:29.000Z");
+        }
+    }
+
+    #[test]
+    fn runs_started_a_millisecond_apart_write_different_names() {
+        assert_eq!(run_token(UnixMs(0)), "0");
+        assert_eq!(run_token(UnixMs(35)), "z");
+        assert_eq!(run_token(UnixMs(36)), "10");
+        let (a, b) = (UnixMs(1_764_650_000_123), UnixMs(1_764_650_000_124));
+        assert_ne!(segment_pattern("front", &run_token(a)), segment_pattern("front", &run_token(b)));
+        let path = format!("front/2026-11-24/144429-{}.mp4", run_token(a));
+        assert!(parse_segment_path(&path).is_some(), "{path}");
     }
 
     #[test]
@@ -66,6 +110,9 @@ mod tests {
             "a/b/c/d.mp4",
             "front/2026-13-24/144429.mp4",
             "front/2026-11-24/246060.mp4",
+            "front/2026-11-24/144429-.mp4",
+            "front/2026-11-24/144429-AB.mp4",
+            "front/2026-11-24/144429-a-b.mp4",
         ] {
             assert_eq!(parse_segment_path(bad), None, "{bad}");
         }

@@ -1,6 +1,7 @@
 //! Recorded footage: segment file layout, the segment index and the
 //! reconciliation of disk and index at start-up.
 
+pub mod fragments;
 pub mod index;
 pub mod layout;
 pub mod locks;

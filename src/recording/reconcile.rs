@@ -1,8 +1,10 @@
 //! Start-up reconciliation of the disk and the index: files without rows are
-//! probed and indexed (a segment cut by a crash included) or quarantined when
-//! they do not play; rows without files are dropped. Runs before any
+//! probed and indexed (a segment cut by a crash included, its half-written
+//! last fragment trimmed off), removed when they hold no frame, or
+//! quarantined when they do not play; rows without files are dropped. Runs before any
 //! recorder starts, one day directory at a time so memory stays small.
 
+use super::fragments;
 use super::index::{self, NewSegment};
 use super::layout;
 use crate::store::Store;
@@ -23,6 +25,11 @@ pub struct ReconcileReport {
     pub indexed: usize,
     /// Files found without a row that do not play, moved to quarantine.
     pub quarantined: usize,
+    /// Files found without a row that hold no frame at all (a header written just before a
+    /// failure), removed.
+    pub removed: usize,
+    /// Files whose half-written last fragment (a power cut) was trimmed off.
+    pub trimmed: usize,
     /// Rows whose file is gone, dropped.
     pub rows_dropped: usize,
 }
@@ -122,11 +129,16 @@ pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> 
             let mut unindexed: Vec<&String> = files.iter().filter(|f| !rows.contains_key(*f)).collect();
             unindexed.sort();
             for relative in unindexed {
-                if index_file(store, recordings_dir, relative, ffprobe).await? {
-                    report.indexed += 1;
-                } else {
-                    quarantine(recordings_dir, relative)?;
-                    report.quarantined += 1;
+                match index_file(store, recordings_dir, relative, ffprobe, &mut report).await? {
+                    Found::Indexed => report.indexed += 1,
+                    Found::Empty => {
+                        remove_empty(recordings_dir, relative);
+                        report.removed += 1;
+                    }
+                    Found::Unplayable => {
+                        quarantine(recordings_dir, relative)?;
+                        report.quarantined += 1;
+                    }
                 }
             }
             if files.is_empty() && format!("/{day}") < today {
@@ -139,6 +151,8 @@ pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> 
         tracing::warn!(
             indexed = report.indexed,
             quarantined = report.quarantined,
+            removed = report.removed,
+            trimmed = report.trimmed,
             rows_dropped = report.rows_dropped,
             "index and disk reconciled"
         );
@@ -154,10 +168,39 @@ async fn drop_rows(store: &Store, ids: Vec<i64>) -> Result<usize> {
     Ok(dropped)
 }
 
-async fn index_file(store: &Store, recordings_dir: &Path, relative: &str, ffprobe: &Path) -> Result<bool> {
-    let Some(name) = layout::parse_segment_path(relative) else { return Ok(false) };
+/// What an unindexed file turned out to be.
+enum Found {
+    /// Whole fragments that play: indexed.
+    Indexed,
+    /// No fragment at all.
+    Empty,
+    /// Not a segment, or it does not play.
+    Unplayable,
+}
+
+async fn index_file(
+    store: &Store,
+    recordings_dir: &Path,
+    relative: &str,
+    ffprobe: &Path,
+    report: &mut ReconcileReport,
+) -> Result<Found> {
+    let Some(name) = layout::parse_segment_path(relative) else { return Ok(Found::Unplayable) };
     let full = recordings_dir.join(relative);
-    let Some(probe) = probe(ffprobe, &full).await else { return Ok(false) };
+    let scanned = {
+        let full = full.clone();
+        tokio::task::spawn_blocking(move || fragments::trim_partial_fragment(&full)).await?
+    };
+    match scanned {
+        Ok((found, _)) if found.fragments == 0 => return Ok(Found::Empty),
+        Ok((_, 0)) => {}
+        Ok((_, cut)) => {
+            tracing::warn!(path = relative, bytes = cut, "half-written last fragment trimmed");
+            report.trimmed += 1;
+        }
+        Err(e) => tracing::warn!(path = relative, error = %e, "segment not scanned"),
+    }
+    let Some(probe) = probe(ffprobe, &full).await else { return Ok(Found::Unplayable) };
     let bytes = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
     let segment = NewSegment {
         camera: name.camera,
@@ -173,12 +216,19 @@ async fn index_file(store: &Store, recordings_dir: &Path, relative: &str, ffprob
     match indexed {
         Ok(_) => {
             tracing::info!(path = relative, duration_s = probe.duration_s, "unindexed segment indexed");
-            Ok(true)
+            Ok(Found::Indexed)
         }
         Err(e) => {
             tracing::warn!(path = relative, error = %e, "segment refused by the index");
-            Ok(false)
+            Ok(Found::Unplayable)
         }
+    }
+}
+
+fn remove_empty(recordings_dir: &Path, relative: &str) {
+    match std::fs::remove_file(recordings_dir.join(relative)) {
+        Ok(()) => tracing::info!(path = relative, "segment without a frame removed"),
+        Err(e) => tracing::warn!(path = relative, error = %e, "segment without a frame not removed"),
     }
 }
 

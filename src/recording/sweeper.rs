@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, params};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A camera's span of time in ms: an evidence lock, or a window of forced continuous recording.
@@ -268,10 +269,11 @@ impl Sweeper {
     }
 
     /// Sweeps every `interval`, emitting `storage_pressure` once per episode of shortage.
-    pub async fn run(self, events: EventSink, interval: std::time::Duration) {
+    /// `pressure` says whether an episode is going on; it outlives this sweeper, so a reload
+    /// (which starts a new one) does not announce the same episode again.
+    pub async fn run(self, events: EventSink, interval: std::time::Duration, pressure: Arc<AtomicBool>) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pressure = false;
         loop {
             ticker.tick().await;
             let report = match self.sweep(UnixMs::now()).await {
@@ -289,7 +291,7 @@ impl Sweeper {
                     "retention swept"
                 );
             }
-            if report.short && !pressure {
+            if !pressure.swap(report.short, Ordering::Relaxed) && report.short {
                 tracing::warn!("storage short and only locked or in-use footage is left: recording goes on");
                 let (free, total) = disk_space(&self.recordings_dir).unwrap_or((0, 0));
                 let event = NewEvent::new(EventType::StoragePressure, None, UnixMs::now())
@@ -300,7 +302,6 @@ impl Sweeper {
                     tracing::error!(error = %e, "storage_pressure not stored");
                 }
             }
-            pressure = report.short;
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::wallclock::UnixMs;
 use crate::zones::service::ZoneUpdate;
 use anyhow::{Context, Result};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +41,8 @@ pub struct Node {
     reads: ReadLocks,
     reporting: JobReporting,
     tasks: ConfigTasks,
+    /// A `storage_pressure` episode is going on (kept across reloads: announced once).
+    storage_pressure: Arc<AtomicBool>,
     background: Vec<JoinHandle<()>>,
     session: Option<JoinHandle<()>>,
 }
@@ -98,6 +101,7 @@ impl Node {
             reads: shared.reads,
             reporting,
             tasks: ConfigTasks::default(),
+            storage_pressure: Arc::default(),
             background,
             session: Some(session.task),
         };
@@ -176,7 +180,7 @@ impl Node {
         tasks::replace(&mut self.tasks.planner, Some(tokio::spawn(planner.run())));
         let sweeper = Sweeper::new(config, self.store.clone(), self.reads.clone());
         let every = Duration::from_secs(config.config.storage.sweep_interval_s);
-        let sweeping = tokio::spawn(sweeper.run(self.reporting.events.clone(), every));
+        let sweeping = tokio::spawn(sweeper.run(self.reporting.events.clone(), every, self.storage_pressure.clone()));
         tasks::replace(&mut self.tasks.sweeper, Some(sweeping));
         if backups {
             let scheduler = (!config.config.backup.policies.is_empty()).then(|| {
