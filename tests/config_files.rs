@@ -53,7 +53,7 @@ const CAMERA: &str = "[[camera]]\nid = \"front\"\nsource = \"rtsp://10.0.0.5/str
 const BAD: &[(&str, &str, &str, Option<usize>)] = &[
     ("[node]\nbogus = 1\n", "node.bogus", "unknown field `bogus`", Some(2)),
     ("[nodes]\n", "nodes", "unknown field `nodes`", Some(1)),
-    ("[node]\nboard = \"pi9\"\n", "node.board", "no known board", None),
+    ("[node]\nboard = \"pi9\"\n", "node.board", "no known board", Some(2)),
     ("[node]\nid = \"a/b\"\n", "node.id", "topic level", Some(2)),
     ("[mqtt]\nurl = \"http://x\"\n", "mqtt.url", "mqtt://", Some(2)),
     ("[mqtt]\nkeepalive_s = 1\n", "mqtt.keepalive_s", "5..=3600", Some(2)),
@@ -235,5 +235,65 @@ fn a_command_secret_readable_by_others_is_refused_at_load() {
     assert!(err.to_string().contains("readable by group or others (mode 644): chmod 600"), "{err}");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     assert!(config::load(&path).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check` reads every file a config names exactly as `run` does: a directory, a FIFO (which
+/// must not hang either), a device, a non-UTF-8 or an oversized secret and a dangling
+/// symlink are refused by both, with the same message naming the key and its line.
+#[test]
+fn check_and_run_refuse_the_same_secret_files_with_the_same_message() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("heldar-secret-table-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a-directory")).expect("dir");
+    let fifo = std::ffi::CString::new(dir.join("a-fifo").to_str().expect("utf-8")).expect("path");
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    std::fs::write(dir.join("not-utf8"), [0xff, 0xfe, 0xfd]).expect("write");
+    std::fs::write(dir.join("one-megabyte"), vec![b'k'; 1 << 20]).expect("write");
+    std::os::unix::fs::symlink(dir.join("nowhere"), dir.join("dangling")).expect("symlink");
+    for name in ["not-utf8", "one-megabyte"] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let cases = [
+        ("a-directory", "not a regular file"),
+        ("a-fifo", "not a regular file"),
+        ("/dev/zero", "not a regular file"),
+        ("not-utf8", "not UTF-8"),
+        ("one-megabyte", "more than the 65536 allowed"),
+        ("dangling", "cannot read"),
+    ];
+    for (file, words) in cases {
+        let config = dir.join("config.toml");
+        let text = format!(
+            "[node]\nid = \"n\"\ndata_dir = \"data\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\nusername = \"u\"\npassword_file = {file:?}\n"
+        );
+        std::fs::write(&config, text).expect("config");
+        let run = |command: &str| {
+            let out = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+                .args([command, "-c"])
+                .arg(&config)
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("heldar-edge");
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        let (check_code, check_said) = run("check");
+        assert_eq!(check_code, Some(1), "check accepted {file}: {check_said}");
+        let problem = check_said.lines().next().unwrap_or_default().to_string();
+        assert!(
+            problem.contains(":8:") && problem.contains("mqtt.password_file") && problem.contains(words),
+            "{file}: {problem}"
+        );
+        let (run_code, run_said) = run("run");
+        assert_eq!(run_code, Some(1), "run accepted {file}: {run_said}");
+        let tail = problem.split_once(": mqtt.password_file").map(|(_, t)| t).unwrap_or_default();
+        assert!(
+            run_said.contains(tail),
+            "run says otherwise than check for {file}:\ncheck: {problem}\nrun: {run_said}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

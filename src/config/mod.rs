@@ -148,11 +148,20 @@ pub fn load_str(
     hostname: impl FnOnce() -> Option<String>,
 ) -> Result<LoadedConfig, ConfigError> {
     let config: Config = parse_toml(text, path)?;
-    let board = load_board(&config.node.board, path, base)?;
+    // Problems found in this file carry the line of their key, like every other problem.
+    let located = |mut e: ConfigError| {
+        if e.file == path {
+            for problem in e.problems.iter_mut().filter(|p| p.line_col.is_none()) {
+                problem.line_col = problem.key.as_deref().and_then(|key| locate_key(text, key));
+            }
+        }
+        e
+    };
+    let board = load_board(&config.node.board, path, base).map_err(located)?;
     let node_id = match &config.node.id {
         Some(id) => id.clone(),
         None => hostname().ok_or_else(|| {
-            ConfigError::single(path, Some("node.id"), "is not set and the hostname cannot be read: set it")
+            located(ConfigError::single(path, Some("node.id"), "is not set and the hostname cannot be read: set it"))
         })?,
     };
     let problems = validate::validate(&config, &node_id, &board.limits);
