@@ -64,7 +64,8 @@ expected=$(
   {
     echo "drwxr-xr-x root/root ./"
     for d in etc etc/heldar lib lib/systemd lib/systemd/system usr usr/bin usr/share usr/share/doc \
-      usr/share/doc/heldar-edge usr/share/doc/heldar-edge/mosquitto usr/share/heldar usr/share/heldar/board \
+      usr/share/doc/heldar-edge usr/share/doc/heldar-edge/examples usr/share/doc/heldar-edge/mosquitto \
+      usr/share/heldar usr/share/heldar/board \
       usr/share/man usr/share/man/man1; do
       echo "drwxr-xr-x root/root ./$d/"
     done
@@ -77,6 +78,7 @@ expected=$(
       [ "$f" = docs/development.md ] || echo "-rw-r--r-- root/root ./usr/share/doc/heldar-edge/${f#docs/}"
     done
     for f in board/*.toml; do echo "-rw-r--r-- root/root ./usr/share/heldar/board/${f#board/}"; done
+    for f in packaging/systemd/*.conf; do echo "-rw-r--r-- root/root ./usr/share/doc/heldar-edge/examples/${f##*/}"; done
   } | LC_ALL=C sort
 )
 actual=$(dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }' | LC_ALL=C sort)
@@ -87,6 +89,9 @@ dpkg-deb -x "$deb" "$work/x"
 dpkg-deb -e "$deb" "$work/DEBIAN"
 cmp -s "$work/x/lib/systemd/system/heldar-edge.service" packaging/systemd/heldar-edge.service || fail "the unit is not packaging/systemd/heldar-edge.service"
 cmp -s "$work/x/etc/heldar/config.toml" packaging/config.toml || fail "the config is not packaging/config.toml"
+# The RK3588 drop-in the docs name, by its installed path.
+rk3588=usr/share/doc/heldar-edge/examples/rk3588-devices.conf
+cmp -s "$work/x/$rk3588" packaging/systemd/rk3588-devices.conf || fail "/$rk3588 is not packaging/systemd/rk3588-devices.conf"
 readelf -h "$work/x/usr/bin/heldar-edge" | grep -q 'Machine: *Advanced Micro Devices X86-64' || fail "binary is not x86-64"
 ! readelf -S "$work/x/usr/bin/heldar-edge" | grep -Eq '\.(symtab|debug_)' || fail "binary is not stripped"
 [ "$(cat "$work/DEBIAN/conffiles")" = /etc/heldar/config.toml ] || fail "conffiles: $(cat "$work/DEBIAN/conffiles")"
@@ -129,6 +134,7 @@ dpkg -i "$deb"
 [ "$(dpkg-query -W -f='${db:Status-Abbrev}' heldar-edge)" = "ii " ] || fail "not installed: $(dpkg-query -W -f='${db:Status-Abbrev}' heldar-edge)"
 dpkg --verify heldar-edge || fail "dpkg --verify: installed files differ from the package"
 [ -x /usr/bin/heldar-edge ] || fail "/usr/bin/heldar-edge missing"
+cmp -s "/$rk3588" packaging/systemd/rk3588-devices.conf || fail "/$rk3588 is not installed"
 
 step "the installed node"
 /usr/bin/heldar-edge check -c /etc/heldar/config.toml || fail "heldar-edge check rejects the installed config"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `systemd-analyze verify` on packaging/systemd/heldar-edge.service, the unit
-# the .deb and the Yocto layer install.
+# the .deb and the Yocto layer install, alone and with each example drop-in
+# (packaging/systemd/*.conf).
 #
 # verify insists that ExecStart's binary exists, and /usr/bin/heldar-edge is
 # not installed on a build machine. --root= would need a whole systemd tree
@@ -32,6 +33,19 @@ if ! out=$(systemd-analyze verify --man=no "$tmp/heldar-edge.service" 2>&1) || [
   exit 1
 fi
 
+# The example drop-ins the packages ship (/usr/share/doc/heldar-edge/examples/),
+# each verified as installed beside the unit.
+for dropin in packaging/systemd/*.conf; do
+  rm -rf "$tmp/heldar-edge.service.d"
+  install -D -m 0644 "$dropin" "$tmp/heldar-edge.service.d/${dropin##*/}"
+  grep -qx '\[Service\]' "$dropin" || { echo "unit.sh: $dropin: no [Service] section" >&2; exit 1; }
+  if ! out=$(systemd-analyze verify --man=no "$tmp/heldar-edge.service" 2>&1) || [ -n "$out" ]; then
+    echo "unit.sh: systemd-analyze verify $unit with the drop-in $dropin failed:" >&2
+    printf '%s\n' "${out//$tmp\/heldar-edge.service.d\//packaging/systemd/}" >&2
+    exit 1
+  fi
+done
+
 # Properties the service and its users rely on; a line lost in an edit
 # would otherwise go unnoticed (verify accepts a unit without them).
 # shellcheck disable=SC2016 # $MAINPID is for systemd, not for this shell
@@ -48,4 +62,4 @@ if grep -E '^(Wants|Requires|BindsTo)=.*network-online' "$unit"; then
   exit 1
 fi
 
-echo "unit.sh: $unit: ok"
+echo "unit.sh: $unit and its example drop-ins: ok"

@@ -79,6 +79,9 @@ do_install:append() {
     install -m 0644 ${S}/packaging/heldar-edge.1 ${D}${mandir}/man1/
     install -d ${D}${docdir}/${BPN}
     install -m 0644 ${S}/docs/config.md ${S}/docs/mqtt.md ${D}${docdir}/${BPN}/
+    # Example systemd drop-ins (the RK3588 encoder's device nodes).
+    install -d ${D}${docdir}/${BPN}/examples
+    install -m 0644 ${S}/packaging/systemd/rk3588-devices.conf ${D}${docdir}/${BPN}/examples/
 
     install -d -m 0750 -o heldar -g heldar ${D}${localstatedir}/lib/heldar
 }
