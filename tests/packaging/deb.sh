@@ -89,6 +89,7 @@ dpkg-deb -x "$deb" "$work/x"
 dpkg-deb -e "$deb" "$work/DEBIAN"
 cmp -s "$work/x/lib/systemd/system/heldar-edge.service" packaging/systemd/heldar-edge.service || fail "the unit is not packaging/systemd/heldar-edge.service"
 cmp -s "$work/x/etc/heldar/config.toml" packaging/config.toml || fail "the config is not packaging/config.toml"
+cmp -s "$work/x/usr/share/doc/heldar-edge/copyright" packaging/deb/copyright || fail "the copyright file is not packaging/deb/copyright"
 # The RK3588 drop-in the docs name, by its installed path.
 rk3588=usr/share/doc/heldar-edge/examples/rk3588-devices.conf
 cmp -s "$work/x/$rk3588" packaging/systemd/rk3588-devices.conf || fail "/$rk3588 is not packaging/systemd/rk3588-devices.conf"
