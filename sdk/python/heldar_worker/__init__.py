@@ -1,6 +1,15 @@
 """Perception workers for heldar-edge: frames in over MQTT, detections out; and commands to the node."""
 
-from .commands import ERROR_CODES, CommandClient, CommandError, read_secret, request_payload, sign, timestamp
+from .commands import (
+    ERROR_CODES,
+    CommandClient,
+    CommandError,
+    read_secret,
+    request_payload,
+    sign,
+    timestamp,
+    topic_root,
+)
 from .frame import Detection, Frame, detections_message, parse_frame
 from .worker import Worker
 
@@ -17,4 +26,5 @@ __all__ = [
     "request_payload",
     "sign",
     "timestamp",
+    "topic_root",
 ]

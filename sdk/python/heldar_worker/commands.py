@@ -1,13 +1,17 @@
 """Commands to a heldar-edge node: signed requests on `P/cmd/<name>`, replies on `P/replies/<id>`.
 
-The signature is what the node's verifier checks (`src/commands/auth.rs`): lowercase hex
-HMAC-SHA256 with the key's secret over
+Protocol v2: a request says `"v": 2` (replies still say `"v": 1`). The signature is what the
+node's verifier checks (`src/commands/auth.rs`): lowercase hex HMAC-SHA256 with the key's
+secret over
 
-    b"v1\\n" + name + b"\\n" + id + b"\\n" + ts + b"\\n" + nonce + b"\\n" + <args as sent>
+    b"v2\\n" + root + b"\\n" + name + b"\\n" + id + b"\\n" + ts + b"\\n" + nonce + b"\\n" + <args as sent>
 
-where `<args as sent>` are the exact bytes of the `args` value in the payload (empty when
-the payload has no `args`). The node does not re-serialise them, so `request_payload`
-writes the args once and splices those very bytes into the payload.
+where `root` is the node's topic root `P` = `<topic_prefix>/<node_id>` (e.g.
+`heldar/nvr-01`, see `topic_root`), so a request signed for one node is refused by every
+other node, even one that shares the key; and `<args as sent>` are the exact bytes of the
+`args` value in the payload (empty when the payload has no `args`). The node does not
+re-serialise them, so `request_payload` writes the args once and splices those very bytes
+into the payload.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "request_payload",
     "sign",
     "timestamp",
+    "topic_root",
 ]
 
 #: The `code` of an error reply.
@@ -51,6 +56,10 @@ ERROR_CODES = (
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# The node's rules (`src/protocol/rules.rs`): `node.id` is one topic level of 1..64 of
+# [A-Za-z0-9_.-]; `mqtt.topic_prefix` is 1..128 bytes without `+`, `#`, NUL or a leading or
+# trailing `/`.
+_NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 # As in sdk/schema/command-request.json.
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 # Rust's `str::trim` (Unicode White_Space), which is what the node strips from a secret
@@ -87,16 +96,59 @@ def _nonce(value: Any) -> str:
     return _check("nonce", value, _NONCE, "8..64 of [A-Za-z0-9_-]")
 
 
-def sign(secret: Union[bytes, str], name: str, id: str, ts: str, nonce: str, args_bytes: Bytes) -> str:
-    """Lowercase hex HMAC-SHA256 of a request, as the node computes it.
+def _prefix_ok(prefix: str) -> bool:
+    return (
+        bool(prefix)
+        and len(prefix.encode("utf-8")) <= 128
+        and not prefix.startswith("/")
+        and not prefix.endswith("/")
+        and not any(c in prefix for c in "+#\0")
+    )
+
+
+def topic_root(node_id: str, topic_prefix: str = "heldar") -> str:
+    """The node's topic root `P` = `<topic_prefix>/<node_id>` (e.g. `heldar/nvr-01`): its
+    `[mqtt] topic_prefix` and `[node] id` (the hostname when the config has none).
+
+    Raises ValueError when either breaks the node's rules (`node_id`: 1..64 of
+    [A-Za-z0-9_.-]; `topic_prefix`: 1..128 bytes, no `+`, `#`, leading or trailing `/`).
+    """
+    if not isinstance(node_id, str) or not _NODE_ID.fullmatch(node_id):
+        raise ValueError(f"node id {node_id!r} must be 1..64 of [A-Za-z0-9_.-]")
+    if not isinstance(topic_prefix, str) or not _prefix_ok(topic_prefix):
+        raise ValueError(f"topic prefix {topic_prefix!r} must be 1..128 bytes, no '+', '#', leading or trailing '/'")
+    return f"{topic_prefix}/{node_id}"
+
+
+def _root(value: Any) -> str:
+    """Checks a topic root `<topic_prefix>/<node_id>` as `topic_root` builds it."""
+    if isinstance(value, str) and "/" in value:
+        prefix, _, node_id = value.rpartition("/")
+        if _NODE_ID.fullmatch(node_id) and _prefix_ok(prefix):
+            return value
+    raise ValueError(
+        f"root {value!r} must be the node's topic root <topic_prefix>/<node_id>, e.g. 'heldar/nvr-01' "
+        "(see topic_root)"
+    )
+
+
+def sign(
+    secret: Union[bytes, str], root: str, name: str, id: str, ts: str, nonce: str, args_bytes: Union[Bytes, str]
+) -> str:
+    """Lowercase hex HMAC-SHA256 of a v2 request, as the node computes it.
 
     `secret` is the key's secret (a `str` is taken as its UTF-8 bytes, unchanged: strip it
-    first, as `read_secret` does). `args_bytes` are the exact bytes of `args` in the
-    payload, or `b""` when the payload has none. A `str` is taken as its UTF-8 bytes.
+    first, as `read_secret` does). `root` is the topic root `P` of the node the request is
+    for (`heldar/nvr-01`, see `topic_root`): the signature is worthless on any other node.
+    `args_bytes` are the exact bytes of `args` in the payload, or `b""` when the payload has
+    none. A `str` is taken as its UTF-8 bytes.
+
+    Raises ValueError on a `root` that is not `<topic_prefix>/<node_id>`.
     """
+    _root(root)
     key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     args = args_bytes.encode("utf-8") if isinstance(args_bytes, str) else bytes(args_bytes)
-    head = f"v1\n{name}\n{id}\n{ts}\n{nonce}\n".encode("utf-8")
+    head = f"v2\n{root}\n{name}\n{id}\n{ts}\n{nonce}\n".encode("utf-8")
     return hmac.new(key, head + args, hashlib.sha256).hexdigest()
 
 
@@ -123,23 +175,29 @@ def request_payload(
     name: str,
     args: Optional[Dict[str, Any]] = None,
     *,
+    root: Optional[str] = None,
     key: Optional[str] = None,
     secret: Optional[Union[bytes, str]] = None,
     id: Optional[str] = None,
     ts: Optional[Union[str, datetime]] = None,
     nonce: Optional[str] = None,
 ) -> bytes:
-    """The payload of a request for command `name`, for `P/cmd/<name>`.
+    """The payload (protocol v2, `"v": 2`) of a request for command `name`, for
+    `<root>/cmd/<name>`.
 
     `args` is written once as compact JSON and those bytes are both put in the payload and
     signed; `None` leaves `args` out (the signature then covers nothing for it). With `key`
-    and `secret` the request is signed: `ts` defaults to now in the node's format (a
-    `datetime` is formatted with `timestamp`), `nonce` to 32 random hex digits. Without
-    them it has no `auth` (only for commands the node takes unsigned). `id` defaults to
-    `py-<random hex>`; replies come on `P/replies/<id>`.
+    and `secret` the request is signed for the node whose topic root is `root`
+    (`heldar/nvr-01`, see `topic_root`; required when signing: the node refuses a request
+    signed for another root): `ts` defaults to now in the node's format (a `datetime` is
+    formatted with `timestamp`), `nonce` to 32 random hex digits. Without them it has no
+    `auth` (only for commands the node takes unsigned) and `root` is optional (checked when
+    given; it is not part of the payload). `id` defaults to `py-<random hex>`; replies come
+    on `<root>/replies/<id>`.
 
-    Raises ValueError on a malformed name, id, key, nonce or ts, on `args` that is not a
-    dict or holds NaN/infinity, and on a key without a secret (or the reverse).
+    Raises ValueError on a malformed name, id, root, key, nonce or ts, on `args` that is not
+    a dict or holds NaN/infinity, on a key without a secret (or the reverse) and on signing
+    without `root`.
     """
     _token("command name", name)
     if id is None:
@@ -154,10 +212,14 @@ def request_payload(
         raise ValueError(f"args must be a dict (a JSON object), not {type(args).__name__}")
     if (key is None) != (secret is None):
         raise ValueError("signing needs both key and secret")
-    parts = [f'{{"v":1,"id":{json.dumps(id)}']
+    if root is not None:
+        _root(root)
+    elif key is not None:
+        raise ValueError("signing needs the node's topic root: root='<topic_prefix>/<node_id>' (see topic_root)")
+    parts = [f'{{"v":2,"id":{json.dumps(id)}']
     if args_json is not None:
         parts.append(f',"args":{args_json}')
-    if key is not None and secret is not None:
+    if key is not None and secret is not None and root is not None:
         _token("key", key)
         if ts is None:
             ts = timestamp()
@@ -165,7 +227,7 @@ def request_payload(
             ts = timestamp(ts)
         _check("ts", ts, _TS, "an RFC 3339 time such as 2026-11-24T14:00:00.000Z")
         nonce = secrets.token_hex(16) if nonce is None else _nonce(nonce)
-        sig = sign(secret, name, id, ts, nonce, (args_json or "").encode("utf-8"))
+        sig = sign(secret, root, name, id, ts, nonce, (args_json or "").encode("utf-8"))
         auth = {"key": key, "ts": ts, "nonce": nonce, "sig": sig}
         parts.append(',"auth":' + json.dumps(auth, separators=(",", ":")))
     elif ts is not None or nonce is not None:
@@ -179,8 +241,9 @@ class CommandClient:
 
     Connects on construction and raises ConnectionError when the broker cannot be
     reached, refuses the connection or does not answer within `connect_timeout` seconds.
-    With `key` and `secret` (see `read_secret`) every request is signed. Use it as a
-    context manager, or call `close()`. Several threads may call at once.
+    With `key` and `secret` (see `read_secret`) every request is signed for this node's
+    topic root `<topic_prefix>/<node_id>` (`self.root`). Use it as a context manager, or call
+    `close()`. Several threads may call at once.
 
         with CommandClient("broker.local", 1883, "nvr-01", key="ops", secret=s) as nvr:
             print(nvr.call("status")["result"])
@@ -204,7 +267,7 @@ class CommandClient:
             raise ValueError("signing needs both key and secret")
         if key is not None:
             _token("key", key)
-        self.root = f"{topic_prefix}/{node_id}"
+        self.root = topic_root(node_id, topic_prefix)
         self.key = key
         self._secret = secret
         self._cond = threading.Condition()
@@ -326,7 +389,7 @@ class CommandClient:
 
     def _exchange(self, name: str, args: Optional[Dict[str, Any]], deadline: float) -> Dict[str, Any]:
         id = f"py-{secrets.token_hex(8)}"
-        payload = request_payload(name, args, key=self.key, secret=self._secret, id=id)
+        payload = request_payload(name, args, root=self.root, key=self.key, secret=self._secret, id=id)
         reply_topic = f"{self.root}/replies/{id}"
         with self._cond:
             generation = self._connection(deadline)
