@@ -297,3 +297,29 @@ fn check_and_run_refuse_the_same_secret_files_with_the_same_message() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `check` on an rk3588 board names the drop-in its hardware encoder needs (the hardened
+/// unit hides the encoder's device nodes), and the packages ship that file.
+#[test]
+fn check_names_the_rk3588_drop_in() {
+    let dir = std::env::temp_dir().join(format!("heldar-rk3588-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let summary = |board: &str| {
+        let config = dir.join(format!("{board}.toml"));
+        std::fs::write(&config, format!("[node]\nid = \"n\"\nboard = \"{board}\"\ndata_dir = \"data\"\n"))
+            .expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+            .args(["check", "-c"])
+            .arg(&config)
+            .output()
+            .expect("check");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let path = "/usr/share/doc/heldar-edge/examples/rk3588-devices.conf";
+    assert!(summary("rk3588").contains(path), "{}", summary("rk3588"));
+    assert!(!summary("rpi4").contains("drop-in"));
+    // scripts/package installs packaging/systemd/*.conf as the examples (deb.sh checks it).
+    assert!(Path::new(ROOT).join("packaging/systemd/rk3588-devices.conf").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

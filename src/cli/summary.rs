@@ -2,6 +2,9 @@
 
 use crate::config::LoadedConfig;
 
+/// Where the packages install the drop-in that gives the unit the RK3588 encoder's devices.
+pub const RK3588_DROP_IN: &str = "/usr/share/doc/heldar-edge/examples/rk3588-devices.conf";
+
 /// What `heldar-edge check` prints for a valid config.
 pub fn summary(loaded: &LoadedConfig) -> String {
     let c = &loaded.config;
@@ -30,5 +33,9 @@ pub fn summary(loaded: &LoadedConfig) -> String {
         c.backup.policies.len()
     ));
     lines.push(format!("  commands  auth {}, {} keys", c.commands.auth.name(), c.commands.keys.len()));
+    if c.node.board == "rk3588" {
+        // The hardened unit hides the device nodes of the hardware encoder.
+        lines.push(format!("  encoder   the RK3588 encoder needs the unit drop-in {RK3588_DROP_IN}"));
+    }
     lines.join("\n")
 }
