@@ -12,7 +12,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use heldar_edge::commands::auth::sign;
+use heldar_edge::commands::auth::{Signed, sign};
 use heldar_edge::commands::client::{Call, call};
 use heldar_edge::wallclock::UnixMs;
 use rumqttc::QoS;
@@ -32,10 +32,13 @@ fn summary(mut ms: Vec<f64>) -> String {
     format!("p50 {:.2} ms, p99 {:.2} ms", percentile(&ms, 0.5), percentile(&ms, 0.99))
 }
 
+/// The bench node's topic root.
+const ROOT: &str = "heldar/bch";
+
 fn signed(name: &str, id: &str, args: &Value, nonce: &str) -> String {
     let (args, ts) = (args.to_string(), UnixMs::now().to_rfc3339());
-    let sig = sign(SECRET.as_bytes(), name, id, &ts, nonce, args.as_bytes());
-    format!(r#"{{"v":1,"id":"{id}","args":{args},"auth":{{"key":"ops","ts":"{ts}","nonce":"{nonce}","sig":"{sig}"}}}}"#)
+    let sig = sign(SECRET.as_bytes(), Signed { root: ROOT, name, id, ts: &ts, nonce }, args.as_bytes());
+    format!(r#"{{"v":2,"id":"{id}","args":{args},"auth":{{"key":"ops","ts":"{ts}","nonce":"{nonce}","sig":"{sig}"}}}}"#)
 }
 
 fn main() {

@@ -6,7 +6,7 @@
 
 mod support;
 
-use heldar_edge::commands::auth::sign;
+use heldar_edge::commands::auth::{Signed, sign};
 use heldar_edge::wallclock::UnixMs;
 use rumqttc::QoS;
 use serde_json::{Value, json};
@@ -44,13 +44,18 @@ fn node(dir: &TempDir, broker: &Broker, id: &str, camera_extra: &str) -> Node {
     Node::configure(&dir.0, id, &broker.url(), &extra)
 }
 
-/// Signs a request the way the contract says: over the exact bytes of `args`.
-fn signed(name: &str, id: &str, args: &Value, key: &str, secret: &str, ts: UnixMs, nonce: &str) -> String {
+/// The topic root of the node behind the documented mosquitto ACL.
+const ROOT_ACL: &str = "heldar/nvr-01";
+
+/// Signs a request for the node of topic root `root` the way the contract says: over the
+/// exact bytes of `args`.
+#[allow(clippy::too_many_arguments)]
+fn signed(root: &str, name: &str, id: &str, args: &Value, key: &str, secret: &str, ts: UnixMs, nonce: &str) -> String {
     let args = args.to_string();
     let ts = ts.to_rfc3339();
-    let sig = sign(secret.as_bytes(), name, id, &ts, nonce, args.as_bytes());
+    let sig = sign(secret.as_bytes(), Signed { root, name, id, ts: &ts, nonce }, args.as_bytes());
     format!(
-        r#"{{"v":1,"id":"{id}","args":{args},"auth":{{"key":"{key}","ts":"{ts}","nonce":"{nonce}","sig":"{sig}"}}}}"#
+        r#"{{"v":2,"id":"{id}","args":{args},"auth":{{"key":"{key}","ts":"{ts}","nonce":"{nonce}","sig":"{sig}"}}}}"#
     )
 }
 
@@ -112,8 +117,16 @@ impl Operator {
     async fn ops(&mut self, name: &str, args: Value) -> Value {
         self.next += 1;
         let id = format!("t{}", self.next);
-        let payload =
-            signed(name, &id, &args, "ops", OPS_SECRET, UnixMs::now(), &format!("nonce-{id}-{}", std::process::id()));
+        let payload = signed(
+            &self.root,
+            name,
+            &id,
+            &args,
+            "ops",
+            OPS_SECRET,
+            UnixMs::now(),
+            &format!("nonce-{id}-{}", std::process::id()),
+        );
         self.publish(name, payload).await;
         self.reply(&id, 60 * SECOND).await
     }
@@ -156,44 +169,60 @@ async fn commands_are_authorized_once_each_and_audited() {
 
     // The attack table: each refused with its code, and no lock is taken.
     let window = json!({"from": UnixMs(UnixMs::now().0 - 60_000).to_rfc3339(), "to": UnixMs::now().to_rfc3339()});
-    let attacks: Vec<(&str, String, &str)> = vec![
-        ("unsigned", format!(r#"{{"v":1,"id":"unsigned","args":{window}}}"#), "unauthorized"),
-        (
-            "forged",
-            signed("lock", "forged", &window, "ops", "not-the-secret", UnixMs::now(), "nonce-forged1"),
-            "unauthorized",
-        ),
-        (
-            "tampered",
-            signed("lock", "tampered", &window, "ops", OPS_SECRET, UnixMs::now(), "nonce-tamper1").replacen(
-                r#""from":""#,
-                r#""from": ""#,
-                1,
+    let attacks: Vec<(&str, String, &str)> =
+        vec![
+            ("unsigned", format!(r#"{{"v":2,"id":"unsigned","args":{window}}}"#), "unauthorized"),
+            (
+                "forged",
+                signed(&op.root, "lock", "forged", &window, "ops", "not-the-secret", UnixMs::now(), "nonce-forged1"),
+                "unauthorized",
             ),
-            "unauthorized",
-        ),
-        (
-            "old",
-            signed("lock", "old", &window, "ops", OPS_SECRET, UnixMs(UnixMs::now().0 - 60_000), "nonce-old-01"),
-            "stale",
-        ),
-        (
-            "future",
-            signed("lock", "future", &window, "ops", OPS_SECRET, UnixMs(UnixMs::now().0 + 60_000), "nonce-fut-01"),
-            "stale",
-        ),
-        (
-            "viewer",
-            signed("lock", "viewer", &window, "viewer", VIEWER_SECRET, UnixMs::now(), "nonce-view-1"),
-            "forbidden",
-        ),
-        (
-            "stranger",
-            signed("lock", "stranger", &window, "nobody", OPS_SECRET, UnixMs::now(), "nonce-str-01"),
-            "unauthorized",
-        ),
-        ("broken", r#"{"v":1,"id":"broken","args":{"from":}"#.to_string(), "bad_request"),
-    ];
+            (
+                "tampered",
+                signed(&op.root, "lock", "tampered", &window, "ops", OPS_SECRET, UnixMs::now(), "nonce-tamper1")
+                    .replacen(r#""from":""#, r#""from": ""#, 1),
+                "unauthorized",
+            ),
+            (
+                "old",
+                signed(
+                    &op.root,
+                    "lock",
+                    "old",
+                    &window,
+                    "ops",
+                    OPS_SECRET,
+                    UnixMs(UnixMs::now().0 - 60_000),
+                    "nonce-old-01",
+                ),
+                "stale",
+            ),
+            (
+                "future",
+                signed(
+                    &op.root,
+                    "lock",
+                    "future",
+                    &window,
+                    "ops",
+                    OPS_SECRET,
+                    UnixMs(UnixMs::now().0 + 60_000),
+                    "nonce-fut-01",
+                ),
+                "stale",
+            ),
+            (
+                "viewer",
+                signed(&op.root, "lock", "viewer", &window, "viewer", VIEWER_SECRET, UnixMs::now(), "nonce-view-1"),
+                "forbidden",
+            ),
+            (
+                "stranger",
+                signed(&op.root, "lock", "stranger", &window, "nobody", OPS_SECRET, UnixMs::now(), "nonce-str-01"),
+                "unauthorized",
+            ),
+            ("broken", r#"{"v":2,"id":"broken","args":{"from":}"#.to_string(), "bad_request"),
+        ];
     for (id, payload, expected) in &attacks {
         op.publish("lock", payload.clone()).await;
         let reply = op.reply(id, 10 * SECOND).await;
@@ -203,19 +232,26 @@ async fn commands_are_authorized_once_each_and_audited() {
     assert_eq!(node.count("SELECT count(*) FROM command_audit"), 0, "refused requests are not audited");
 
     // A replay is refused, also after a restart.
-    let once = signed("status", "once", &json!({}), "viewer", VIEWER_SECRET, UnixMs::now(), "nonce-once-1");
+    let once = signed(&op.root, "status", "once", &json!({}), "viewer", VIEWER_SECRET, UnixMs::now(), "nonce-once-1");
     op.publish("status", once.clone()).await;
     assert_eq!(op.reply("once", 10 * SECOND).await["ok"], true);
     op.publish("status", once.clone()).await;
     assert_eq!(code(&op.reply("once", 10 * SECOND).await), "replayed");
 
     // Malformed: unknown command, bad args, bad envelope; no id → P/errors.
-    op.publish("reboot", signed("reboot", "rb", &json!({}), "ops", OPS_SECRET, UnixMs::now(), "nonce-rb-001")).await;
+    op.publish(
+        "reboot",
+        signed(&op.root, "reboot", "rb", &json!({}), "ops", OPS_SECRET, UnixMs::now(), "nonce-rb-001"),
+    )
+    .await;
     assert_eq!(code(&op.reply("rb", 10 * SECOND).await), "unknown_command");
     let lock = op.ops("lock", json!({"from": "yesterday"})).await;
     assert_eq!(code(&lock), "bad_request", "{lock}");
-    op.publish("status", r#"{"v":2,"id":"v2"}"#).await;
-    assert_eq!(code(&op.reply("v2", 10 * SECOND).await), "bad_request");
+    // Protocol v1 is refused, naming v2.
+    op.publish("status", r#"{"v":1,"id":"v1"}"#).await;
+    let v1 = op.reply("v1", 10 * SECOND).await;
+    assert_eq!(code(&v1), "bad_request");
+    assert!(v1["error"]["message"].as_str().unwrap_or_default().contains("v must be 2"), "{v1}");
     let errors_topic = "heldar/cmd/errors";
     let mut errors = Vec::new();
     op.publish("status", "{not json").await;
@@ -223,7 +259,7 @@ async fn commands_are_authorized_once_each_and_audited() {
     errors.push(error.clone());
     assert!(error["error"].as_str().unwrap().starts_with("bad_json"), "{error}");
     assert_eq!(error["topic"], "heldar/cmd/cmd/status");
-    op.publish("status", r#"{"v":1}"#).await;
+    op.publish("status", r#"{"v":2}"#).await;
     let error = op.watcher.next_on(errors_topic, 10 * SECOND).await.expect("P/errors").json();
     errors.push(error.clone());
     assert!(error["error"].as_str().unwrap().starts_with("bad_id"), "{error}");
@@ -328,7 +364,8 @@ async fn a_burst_of_2000_gets_one_reply_each_without_holding_up_recording_or_eve
     for i in 0..n {
         let id = format!("f{i}");
         let (name, args) = if i % 10 == 0 { ("snapshot", json!({"camera": "cam"})) } else { ("status", json!({})) };
-        let payload = signed(name, &id, &args, "ops", OPS_SECRET, UnixMs::now(), &format!("nonce-flood-{i:05}"));
+        let payload =
+            signed(&op.root, name, &id, &args, "ops", OPS_SECRET, UnixMs::now(), &format!("nonce-flood-{i:05}"));
         op.publish(name, payload).await;
     }
     let replies =
@@ -370,7 +407,16 @@ async fn record_overrides_expire_survive_a_restart_and_snapshots_arrive() {
     // A snapshot of the segment being written.
     op.publish(
         "snapshot",
-        signed("snapshot", "shot", &json!({"camera": "cam"}), "ops", OPS_SECRET, UnixMs::now(), "nonce-shot-1"),
+        signed(
+            &op.root,
+            "snapshot",
+            "shot",
+            &json!({"camera": "cam"}),
+            "ops",
+            OPS_SECRET,
+            UnixMs::now(),
+            "nonce-shot-1",
+        ),
     )
     .await;
     let arrived = op
@@ -539,8 +585,16 @@ async fn the_documented_mosquitto_acl_lets_the_operator_command_and_keeps_the_vi
     let answered = async {
         for attempt in 0..40 {
             let id = format!("acl-ops-{attempt}");
-            let payload =
-                signed("status", &id, &json!({}), "ops", OPS_SECRET, UnixMs::now(), &format!("nonce-acl-{attempt:03}"));
+            let payload = signed(
+                ROOT_ACL,
+                "status",
+                &id,
+                &json!({}),
+                "ops",
+                OPS_SECRET,
+                UnixMs::now(),
+                &format!("nonce-acl-{attempt:03}"),
+            );
             ops.publish("heldar/nvr-01/cmd/status", QoS::AtLeastOnce, false, payload).await.expect("publish");
             if let Ok(Some(reply)) = tokio::time::timeout(SECOND, ops_rx.recv()).await {
                 return reply.json();
@@ -551,7 +605,8 @@ async fn the_documented_mosquitto_acl_lets_the_operator_command_and_keeps_the_vi
     .await;
     assert_eq!(answered["ok"], true, "{answered}");
     // The viewer's copy of a valid signed request never reaches the node.
-    let stolen = signed("status", "acl-viewer", &json!({}), "ops", OPS_SECRET, UnixMs::now(), "nonce-acl-viewer");
+    let stolen =
+        signed(ROOT_ACL, "status", "acl-viewer", &json!({}), "ops", OPS_SECRET, UnixMs::now(), "nonce-acl-viewer");
     viewer.publish("heldar/nvr-01/cmd/status", QoS::AtLeastOnce, false, stolen).await.expect("publish");
     let deadline = tokio::time::Instant::now() + 3 * SECOND;
     while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, viewer_rx.recv()).await {

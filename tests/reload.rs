@@ -55,7 +55,7 @@ async fn walk(watcher: &mut Watcher, frames: usize, (x, y): (f64, f64)) {
 
 /// Sends `reload` as request `id`; returns the reply and everything that arrived with it.
 async fn reload(watcher: &mut Watcher, id: &str) -> (Value, Vec<Message>) {
-    let request = json!({"v": 1, "id": id}).to_string();
+    let request = json!({"v": 2, "id": id}).to_string();
     watcher.client.publish("heldar/rl/cmd/reload", QoS::AtLeastOnce, false, request).await.expect("publish");
     let topic = format!("heldar/rl/replies/{id}");
     let seen = watcher.collect(60 * SECOND, |m| m.iter().any(|m| m.topic == topic)).await;

@@ -44,6 +44,8 @@ impl std::fmt::Debug for Key {
 /// Decides whether a request may run.
 #[derive(Clone, Debug)]
 pub struct Verifier {
+    /// The node's topic root `P`: a signature covers it, so it is worthless on another node.
+    root: String,
     mode: AuthMode,
     keys: Vec<Key>,
     open_allow: Vec<String>,
@@ -59,9 +61,26 @@ pub struct Authorized {
     pub nonce: Option<(String, String, UnixMs)>,
 }
 
-/// The bytes a signature covers: `v1\n<name>\n<id>\n<ts>\n<nonce>\n<args as sent>`.
-pub fn signing_input(name: &str, id: &str, ts: &str, nonce: &str, args: &[u8]) -> Vec<u8> {
-    let mut input = format!("v1\n{name}\n{id}\n{ts}\n{nonce}\n").into_bytes();
+/// What a signature names besides `args`: the node's topic root `P`, the command, the
+/// request id, its time and its nonce.
+#[derive(Clone, Copy, Debug)]
+pub struct Signed<'a> {
+    /// The node's topic root `P` (`<topic_prefix>/<node_id>`).
+    pub root: &'a str,
+    /// The command name.
+    pub name: &'a str,
+    /// The request id.
+    pub id: &'a str,
+    /// `auth.ts` as sent.
+    pub ts: &'a str,
+    /// `auth.nonce`.
+    pub nonce: &'a str,
+}
+
+/// The bytes a signature covers: `v2\n<P>\n<name>\n<id>\n<ts>\n<nonce>\n<args as sent>`.
+pub fn signing_input(signed: Signed<'_>, args: &[u8]) -> Vec<u8> {
+    let Signed { root, name, id, ts, nonce } = signed;
+    let mut input = format!("v2\n{root}\n{name}\n{id}\n{ts}\n{nonce}\n").into_bytes();
     input.extend_from_slice(args);
     input
 }
@@ -72,9 +91,9 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Lowercase hex HMAC-SHA256 of the signing input with `secret`.
-pub fn sign(secret: &[u8], name: &str, id: &str, ts: &str, nonce: &str, args: &[u8]) -> String {
+pub fn sign(secret: &[u8], signed: Signed<'_>, args: &[u8]) -> String {
     let mut mac = mac(secret);
-    mac.update(&signing_input(name, id, ts, nonce, args));
+    mac.update(&signing_input(signed, args));
     format!("{:x}", mac.finalize().into_bytes())
 }
 
@@ -86,9 +105,9 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl Verifier {
-    /// A verifier for `[commands]` with these keys.
-    pub fn new(mode: AuthMode, keys: Vec<Key>, open_allow: Vec<String>) -> Self {
-        Self { mode, keys, open_allow, unsigned: Vec::new() }
+    /// A verifier for `[commands]` of the node whose topic root is `root`, with these keys.
+    pub fn new(root: &str, mode: AuthMode, keys: Vec<Key>, open_allow: Vec<String>) -> Self {
+        Self { root: root.to_string(), mode, keys, open_allow, unsigned: Vec::new() }
     }
 
     /// Also takes these commands unsigned (Home Assistant's switches and buttons, which
@@ -108,7 +127,7 @@ impl Verifier {
                 .with_context(|| format!("commands.key[{i}].secret_file"))?;
             keys.push(Key::new(&key.id, &secret, key.allow.clone()));
         }
-        let verifier = Self::new(commands.auth, keys, commands.allow.clone());
+        let verifier = Self::new(&config.topic_root(), commands.auth, keys, commands.allow.clone());
         Ok(match config.config.homeassistant.switches {
             true => verifier.with_unsigned(&["record", "snapshot"]),
             false => verifier,
@@ -140,7 +159,9 @@ impl Verifier {
             return refuse(ErrorCode::Unauthorized, "sig must be 64 lowercase hex digits".into());
         };
         let mut mac = mac(&key.secret);
-        mac.update(&signing_input(&request.name, &request.id, &auth.ts, &auth.nonce, request.signed_args()));
+        let signed =
+            Signed { root: &self.root, name: &request.name, id: &request.id, ts: &auth.ts, nonce: &auth.nonce };
+        mac.update(&signing_input(signed, request.signed_args()));
         if mac.verify_slice(&sig).is_err() {
             return refuse(ErrorCode::Unauthorized, "bad signature".into());
         }
@@ -168,17 +189,23 @@ mod tests {
 
     const NOW: &str = "2026-11-24T14:00:00.000Z";
 
+    const ROOT: &str = "heldar/nvr-01";
+
     fn verifier() -> Verifier {
         let ops = Key::new("ops", "s3cret", vec!["status".into(), "lock".into()]);
-        Verifier::new(AuthMode::Hmac, vec![ops], Vec::new())
+        Verifier::new(ROOT, AuthMode::Hmac, vec![ops], Vec::new())
+    }
+
+    fn signed_for(root: &str, name: &str, ts: &str, secret: &[u8], args: &str) -> Request {
+        let sig = sign(secret, Signed { root, name, id: "r1", ts, nonce: "nonce-0001" }, args.as_bytes());
+        let payload = format!(
+            r#"{{"v":2,"id":"r1","args":{args},"auth":{{"key":"ops","ts":"{ts}","nonce":"nonce-0001","sig":"{sig}"}}}}"#
+        );
+        parse(name, payload.as_bytes()).expect("parses")
     }
 
     fn signed(name: &str, ts: &str, secret: &[u8], args: &str) -> Request {
-        let sig = sign(secret, name, "r1", ts, "nonce-0001", args.as_bytes());
-        let payload = format!(
-            r#"{{"v":1,"id":"r1","args":{args},"auth":{{"key":"ops","ts":"{ts}","nonce":"nonce-0001","sig":"{sig}"}}}}"#
-        );
-        parse(name, payload.as_bytes()).expect("parses")
+        signed_for(ROOT, name, ts, secret, args)
     }
 
     fn code(result: Result<Authorized, CommandError>) -> ErrorCode {
@@ -187,7 +214,8 @@ mod tests {
 
     #[test]
     fn the_signing_input_is_the_documented_bytes() {
-        assert_eq!(signing_input("lock", "r1", "T", "n", b"{}"), b"v1\nlock\nr1\nT\nn\n{}");
+        let signed = Signed { root: "heldar/a", name: "lock", id: "r1", ts: "T", nonce: "n" };
+        assert_eq!(signing_input(signed, b"{}"), b"v2\nheldar/a\nlock\nr1\nT\nn\n{}");
         // RFC 4231 test case 2: HMAC-SHA256 with key "Jefe".
         let mut mac = mac(b"Jefe");
         mac.update(b"what do ya want for nothing?");
@@ -201,9 +229,15 @@ mod tests {
     fn the_worked_example_of_docs_commands_md_verifies() {
         let args =
             br#"{"cameras":["front"],"from":"2026-11-24T13:55:00Z","to":"2026-11-24T14:05:00Z","reason":"break-in"}"#;
-        let sig =
-            sign(b"6f1c0e3b9a7d4e21", "lock", "op-20261124-01", "2026-11-24T14:05:00.000Z", "4b8e2f6a1c9d3e7f", args);
-        assert_eq!(sig, "c4a77f9612dff9b913643ce678cfc103beee1ca99a33f9e3ca57ce46e69ad1d7");
+        let signed = Signed {
+            root: "heldar/nvr-01",
+            name: "lock",
+            id: "op-20261124-01",
+            ts: "2026-11-24T14:05:00.000Z",
+            nonce: "4b8e2f6a1c9d3e7f",
+        };
+        let sig = sign(b"6f1c0e3b9a7d4e21", signed, args);
+        assert_eq!(sig, "20daa099bcb6127c842c649feb18f9e191384b6d223393f957cfbc70d4ee0dee");
         let docs = include_str!("../../docs/commands.md");
         assert!(
             docs.contains(&sig) && docs.contains(std::str::from_utf8(args).unwrap()),
@@ -234,12 +268,17 @@ mod tests {
             ErrorCode::Stale
         );
         assert_eq!(code(v.check(&signed("sweep", NOW, b"s3cret", "{}"), now)), ErrorCode::Forbidden);
-        let unsigned = parse("status", br#"{"v":1,"id":"r1"}"#).unwrap();
+        let unsigned = parse("status", br#"{"v":2,"id":"r1"}"#).unwrap();
         assert_eq!(code(v.check(&unsigned, now)), ErrorCode::Unauthorized);
         // Args changed after signing: the signature no longer matches.
         let mut tampered = signed("lock", NOW, b"s3cret", r#"{"a":1}"#);
         tampered.args = r#"{"a":2}"#.into();
         assert_eq!(code(v.check(&tampered, now)), ErrorCode::Unauthorized);
+        // Signed for another node that shares the key: worthless here.
+        assert_eq!(
+            code(v.check(&signed_for("heldar/nvr-02", "status", NOW, b"s3cret", "{}"), now)),
+            ErrorCode::Unauthorized
+        );
         let mut other_key = signed("status", NOW, b"s3cret", "{}");
         other_key.auth.as_mut().unwrap().key = "nobody".into();
         assert_eq!(code(v.check(&other_key, now)), ErrorCode::Unauthorized);
@@ -248,19 +287,19 @@ mod tests {
     #[test]
     fn home_assistant_switches_may_run_record_unsigned_and_nothing_else() {
         let v = verifier().with_unsigned(&["record"]);
-        let record = parse("record", br#"{"v":1,"id":"ha-front-on","args":{"camera":"front","mode":"on"}}"#).unwrap();
+        let record = parse("record", br#"{"v":2,"id":"ha-front-on","args":{"camera":"front","mode":"on"}}"#).unwrap();
         assert_eq!(v.check(&record, UnixMs(0)), Ok(Authorized { key: None, nonce: None }));
-        let sweep = parse("sweep", br#"{"v":1,"id":"x"}"#).unwrap();
+        let sweep = parse("sweep", br#"{"v":2,"id":"x"}"#).unwrap();
         assert_eq!(code(v.check(&sweep, UnixMs(0))), ErrorCode::Unauthorized);
     }
 
     #[test]
     fn without_auth_the_allow_list_decides() {
-        let open = Verifier::new(AuthMode::None, Vec::new(), vec!["status".into()]);
+        let open = Verifier::new(ROOT, AuthMode::None, Vec::new(), vec!["status".into()]);
         let now = UnixMs(0);
-        let status = parse("status", br#"{"v":1,"id":"r1"}"#).unwrap();
+        let status = parse("status", br#"{"v":2,"id":"r1"}"#).unwrap();
         assert_eq!(open.check(&status, now), Ok(Authorized { key: None, nonce: None }));
-        let sweep = parse("sweep", br#"{"v":1,"id":"r1"}"#).unwrap();
+        let sweep = parse("sweep", br#"{"v":2,"id":"r1"}"#).unwrap();
         assert_eq!(code(open.check(&sweep, now)), ErrorCode::Forbidden);
     }
 }

@@ -49,16 +49,17 @@ pub fn args_from_words(words: &[String], json: Option<&str>) -> Result<Value, St
     Ok(Value::Object(args))
 }
 
-/// The request payload for `call` as request `id` at `now` with `nonce`: args are written once
-/// and the signature covers exactly those bytes.
-pub fn request_payload(call: &Call, id: &str, now: UnixMs, nonce: &str) -> String {
+/// The request payload for `call` to the node of topic root `root`, as request `id` at `now`
+/// with `nonce`: args are written once and the signature covers exactly those bytes.
+pub fn request_payload(root: &str, call: &Call, id: &str, now: UnixMs, nonce: &str) -> String {
     let args = call.args.to_string();
     let auth = call.key.as_ref().map(|(key, secret)| {
         let ts = now.to_rfc3339();
-        let sig = auth::sign(secret.as_bytes(), &call.name, id, &ts, nonce, args.as_bytes());
+        let signed = auth::Signed { root, name: &call.name, id, ts: &ts, nonce };
+        let sig = auth::sign(secret.as_bytes(), signed, args.as_bytes());
         format!(r#","auth":{{"key":"{key}","ts":"{ts}","nonce":"{nonce}","sig":"{sig}"}}"#)
     });
-    format!(r#"{{"v":1,"id":"{id}","args":{args}{}}}"#, auth.unwrap_or_default())
+    format!(r#"{{"v":2,"id":"{id}","args":{args}{}}}"#, auth.unwrap_or_default())
 }
 
 /// Sends `call` to the node of `config` and returns its reply.
@@ -76,7 +77,7 @@ pub async fn call(config: &LoadedConfig, call: &Call) -> Result<Value> {
     )?;
     let id = format!("call-{:016x}", random_u64());
     let nonce = format!("{:016x}{:016x}", random_u64(), random_u64());
-    let payload = request_payload(call, &id, UnixMs::now(), &nonce);
+    let payload = request_payload(&config.topic_root(), call, &id, UnixMs::now(), &nonce);
     let topics = Topics::new(config.topic_root());
     let (request_topic, reply_topic) = (topics.command(&call.name), topics.reply(&id));
     let mut options =
@@ -126,6 +127,10 @@ mod tests {
         assert!(args_from_words(&[], Some("[1]")).is_err());
     }
 
+    fn verifier_keys() -> Vec<auth::Key> {
+        vec![auth::Key::new("ops", "s3cret", vec!["lock".into()])]
+    }
+
     #[test]
     fn a_signed_request_verifies_on_the_node() {
         let call = Call {
@@ -135,10 +140,13 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let now = UnixMs::parse_rfc3339("2026-11-24T14:20:00Z").unwrap();
-        let payload = request_payload(&call, "call-1", now, "nonce-123456");
+        let payload = request_payload("heldar/n1", &call, "call-1", now, "nonce-123456");
         let request = parse("lock", payload.as_bytes()).expect("parses");
         let key = auth::Key::new("ops", "s3cret", vec!["lock".into()]);
-        let verifier = auth::Verifier::new(crate::config::schema::AuthMode::Hmac, vec![key], Vec::new());
+        let verifier = auth::Verifier::new("heldar/n1", crate::config::schema::AuthMode::Hmac, vec![key], Vec::new());
         assert!(verifier.check(&request, now).is_ok(), "{payload}");
+        let other =
+            auth::Verifier::new("heldar/n2", crate::config::schema::AuthMode::Hmac, verifier_keys(), Vec::new());
+        assert!(other.check(&request, now).is_err(), "signed for another node");
     }
 }

@@ -3,11 +3,10 @@
 use crate::wallclock::UnixMs;
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// Nonces older than this (by their request's `ts`) can no longer be replayed: the
-/// window refuses them as stale first. Kept with margin for a clock stepped back.
-const NONCE_KEEP_MS: i64 = 10 * 60_000;
-/// Nonces remembered at most; beyond, signed requests are `busy` until old ones expire.
-pub const NONCES_MAX: i64 = 100_000;
+/// Nonces remembered per key. The newest are kept by their request's `ts`, whatever the
+/// clock does; once a key has this many, a request older than all of them is refused, so a
+/// forgotten nonce can never be replayed.
+pub const NONCES_PER_KEY: i64 = 10_000;
 /// Audit rows kept; the oldest go first.
 pub const AUDIT_KEEP: i64 = 10_000;
 
@@ -18,22 +17,30 @@ pub enum Nonce {
     New,
     /// Seen before.
     Replayed,
-    /// The table is at its limit.
-    Full,
+    /// Older than every nonce remembered for its key, some of which were forgotten: it might
+    /// be one of those.
+    TooOld,
 }
 
-/// Records `nonce` of `key` sent at `ts`, unless it was used before.
-pub fn remember_nonce(conn: &Connection, key: &str, nonce: &str, ts: UnixMs, now: UnixMs) -> rusqlite::Result<Nonce> {
-    conn.execute("DELETE FROM command_nonces WHERE ts_ms < ?1", [now.0 - NONCE_KEEP_MS])?;
+/// Records `nonce` of `key` sent at `ts`, unless it was used before (or may have been).
+pub fn remember_nonce(conn: &Connection, key: &str, nonce: &str, ts: UnixMs) -> rusqlite::Result<Nonce> {
     let seen: Option<i64> = conn
         .query_row("SELECT 1 FROM command_nonces WHERE key = ?1 AND nonce = ?2", params![key, nonce], |r| r.get(0))
         .optional()?;
     if seen.is_some() {
         return Ok(Nonce::Replayed);
     }
-    let count: i64 = conn.query_row("SELECT count(*) FROM command_nonces", [], |r| r.get(0))?;
-    if count >= NONCES_MAX {
-        return Ok(Nonce::Full);
+    let count: i64 = conn.query_row("SELECT count(*) FROM command_nonces WHERE key = ?1", [key], |r| r.get(0))?;
+    if count >= NONCES_PER_KEY {
+        let (oldest_nonce, oldest_ts): (String, i64) = conn.query_row(
+            "SELECT nonce, ts_ms FROM command_nonces WHERE key = ?1 ORDER BY ts_ms, nonce LIMIT 1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if ts.0 <= oldest_ts {
+            return Ok(Nonce::TooOld);
+        }
+        conn.execute("DELETE FROM command_nonces WHERE key = ?1 AND nonce = ?2", params![key, oldest_nonce])?;
     }
     conn.execute("INSERT INTO command_nonces (key, nonce, ts_ms) VALUES (?1, ?2, ?3)", params![key, nonce, ts.0])?;
     Ok(Nonce::New)
@@ -83,16 +90,32 @@ mod tests {
     }
 
     #[test]
-    fn a_nonce_is_accepted_once_per_key_and_forgotten_when_old() {
+    fn a_nonce_is_accepted_once_per_key_whatever_its_age() {
         let conn = db();
-        let (ts, now) = (UnixMs(1_000_000), UnixMs(1_000_500));
-        assert_eq!(remember_nonce(&conn, "ops", "n-000001", ts, now), Ok(Nonce::New));
-        assert_eq!(remember_nonce(&conn, "ops", "n-000001", ts, now), Ok(Nonce::Replayed));
-        assert_eq!(remember_nonce(&conn, "other", "n-000001", ts, now), Ok(Nonce::New));
-        let later = UnixMs(ts.0 + NONCE_KEEP_MS + 1);
-        assert_eq!(remember_nonce(&conn, "ops", "n-000002", later, later), Ok(Nonce::New));
-        let left: i64 = conn.query_row("SELECT count(*) FROM command_nonces", [], |r| r.get(0)).unwrap();
-        assert_eq!(left, 1, "the old nonces are pruned");
+        let ts = UnixMs(1_000_000);
+        assert_eq!(remember_nonce(&conn, "ops", "n-000001", ts), Ok(Nonce::New));
+        assert_eq!(remember_nonce(&conn, "ops", "n-000001", ts), Ok(Nonce::Replayed));
+        assert_eq!(remember_nonce(&conn, "other", "n-000001", ts), Ok(Nonce::New));
+        // A day later by any clock: still remembered (time never prunes).
+        let later = UnixMs(ts.0 + 86_400_000);
+        assert_eq!(remember_nonce(&conn, "ops", "n-000002", later), Ok(Nonce::New));
+        assert_eq!(remember_nonce(&conn, "ops", "n-000001", ts), Ok(Nonce::Replayed));
+    }
+
+    #[test]
+    fn a_full_key_forgets_its_oldest_and_refuses_anything_older() {
+        let conn = db();
+        for i in 0..NONCES_PER_KEY {
+            assert_eq!(remember_nonce(&conn, "ops", &format!("n-{i:06}"), UnixMs(1_000 + i)), Ok(Nonce::New));
+        }
+        let newer = UnixMs(1_000 + NONCES_PER_KEY);
+        assert_eq!(remember_nonce(&conn, "ops", "n-newest", newer), Ok(Nonce::New), "the oldest makes room");
+        assert_eq!(remember_nonce(&conn, "ops", "n-000000", UnixMs(1_000)), Ok(Nonce::TooOld), "forgotten, refused");
+        assert_eq!(remember_nonce(&conn, "ops", "n-000001", UnixMs(1_001)), Ok(Nonce::Replayed));
+        assert_eq!(remember_nonce(&conn, "other", "n-000000", UnixMs(0)), Ok(Nonce::New), "per key");
+        let count: i64 =
+            conn.query_row("SELECT count(*) FROM command_nonces WHERE key = 'ops'", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, NONCES_PER_KEY);
     }
 
     #[test]

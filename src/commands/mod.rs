@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod exec;
 pub mod journal;
+pub mod queue;
 pub mod reply;
 pub mod request;
 pub mod router;

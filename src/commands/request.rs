@@ -85,8 +85,11 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Request, Refusal> {
     let bad = |message: String| Refusal::Reply(id.clone(), CommandError::new(ErrorCode::BadRequest, message));
     // A second pass over the same bytes keeps `args` exactly as sent and refuses duplicate keys.
     let envelope: Envelope<'_> = serde_json::from_slice(payload).map_err(|e| bad(format!("{e}")))?;
-    if envelope.v != serde_json::json!(1) {
-        return Err(bad(format!("v must be 1, is {}", envelope.v)));
+    if envelope.v != serde_json::json!(2) {
+        return Err(bad(format!(
+            "v must be 2, is {}: protocol v2 signs the node's topic root too (docs/commands.md)",
+            envelope.v
+        )));
     }
     debug_assert_eq!(envelope.id.as_str(), Some(id.as_str()));
     let (args, args_sent) = match envelope.args {
@@ -105,13 +108,13 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Request, Refusal> {
     Ok(Request { name: name.to_string(), id, args, args_sent, auth: envelope.auth })
 }
 
-/// The id of a payload that is not valid JSON, when it can still be read: the first
-/// `"id"` key followed by a string of `[A-Za-z0-9_-]{1,64}`.
+/// The id of a payload that is not valid JSON (nor UTF-8, perhaps: a truncated request),
+/// when it can still be read: the first `"id"` key followed by a string of
+/// `[A-Za-z0-9_-]{1,64}`.
 pub fn readable_id(payload: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (_, rest) = text.split_once("\"id\"")?;
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let id = &rest[..rest.find('"')?];
+    let at = payload.windows(4).position(|w| w == b"\"id\"")?;
+    let rest = payload[at + 4..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
+    let id = std::str::from_utf8(&rest[..rest.iter().position(|b| *b == b'"')?]).ok()?;
     is_token(id, 1, 64).then(|| id.to_string())
 }
 
@@ -143,44 +146,47 @@ mod tests {
 
     #[test]
     fn keeps_args_exactly_as_sent() {
-        let request = parse("lock", br#"{"v":1,"id":"r-1","args": {"to":"b",  "from":"a"},"auth":null}"#).unwrap();
+        let request = parse("lock", br#"{"v":2,"id":"r-1","args": {"to":"b",  "from":"a"},"auth":null}"#).unwrap();
         assert_eq!(request.id, "r-1");
         assert_eq!(request.args, r#"{"to":"b",  "from":"a"}"#);
         assert_eq!(request.signed_args(), br#"{"to":"b",  "from":"a"}"#);
-        let bare = parse("status", br#"{"v":1,"id":"x"}"#).unwrap();
+        let bare = parse("status", br#"{"v":2,"id":"x"}"#).unwrap();
         assert_eq!((bare.args.as_str(), bare.signed_args()), ("{}", &b""[..]));
         assert!(bare.auth.is_none());
     }
 
     #[test]
     fn broken_json_with_a_readable_id_is_answered() {
-        assert!(bad_request(r#"{"v":1,"id": "r-7","args":{"camera":}"#).starts_with("r-7: not JSON"));
+        assert!(bad_request(r#"{"v":2,"id": "r-7","args":{"camera":}"#).starts_with("r-7: not JSON"));
         assert_eq!(readable_id(br#"{"id":"a b"}"#), None);
         assert!(bad_request(r#"{"v":NaN,"id":"x"}"#).contains("finite"));
-        assert_eq!(readable_id(br#"{"v":1 "id"  :  "x_1", oops"#).as_deref(), Some("x_1"));
+        assert_eq!(readable_id(br#"{"v":2 "id"  :  "x_1", oops"#).as_deref(), Some("x_1"));
+        let mut truncated = br#"{"v":2,"id":"cut-1","args":{"reason":""#.to_vec();
+        truncated.extend([0xe2, 0x82]);
+        assert_eq!(readable_id(&truncated).as_deref(), Some("cut-1"), "a cut multi-byte character");
     }
 
     #[test]
     fn a_request_without_a_readable_id_goes_to_errors() {
         assert_eq!(unanswerable("{nope"), "bad_json");
         assert_eq!(unanswerable("[1]"), "bad_json");
-        assert_eq!(unanswerable(r#"{"v":1}"#), "bad_id");
-        assert_eq!(unanswerable(r#"{"v":1,"id":7}"#), "bad_id");
-        assert_eq!(unanswerable(r#"{"v":1,"id":"has space"}"#), "bad_id");
-        assert_eq!(unanswerable(&format!(r#"{{"v":1,"id":"{}"}}"#, "a".repeat(65))), "bad_id");
+        assert_eq!(unanswerable(r#"{"v":2}"#), "bad_id");
+        assert_eq!(unanswerable(r#"{"v":2,"id":7}"#), "bad_id");
+        assert_eq!(unanswerable(r#"{"v":2,"id":"has space"}"#), "bad_id");
+        assert_eq!(unanswerable(&format!(r#"{{"v":2,"id":"{}"}}"#, "a".repeat(65))), "bad_id");
         assert_eq!(unanswerable(r#"{"v":NaN,"id":7}"#), "not_finite");
     }
 
     #[test]
     fn a_malformed_envelope_with_an_id_is_a_bad_request() {
-        assert!(bad_request(r#"{"v":2,"id":"x"}"#).contains("v must be 1"));
+        assert!(bad_request(r#"{"v":1,"id":"x"}"#).contains("v must be 2"), "v1 is refused, naming v2");
         assert!(bad_request(r#"{"id":"x"}"#).contains("missing field `v`"));
-        assert!(bad_request(r#"{"v":1,"id":"x","args":[1]}"#).contains("args must be an object"));
-        assert!(bad_request(r#"{"v":1,"id":"x","extra":1}"#).contains("unknown field"));
-        assert!(bad_request(r#"{"v":1,"id":"x","args":{},"args":{"a":1}}"#).contains("duplicate field"));
+        assert!(bad_request(r#"{"v":2,"id":"x","args":[1]}"#).contains("args must be an object"));
+        assert!(bad_request(r#"{"v":2,"id":"x","extra":1}"#).contains("unknown field"));
+        assert!(bad_request(r#"{"v":2,"id":"x","args":{},"args":{"a":1}}"#).contains("duplicate field"));
         assert!(
-            bad_request(r#"{"v":1,"id":"x","auth":{"key":"k","ts":"t","nonce":"short","sig":"00"}}"#).contains("nonce")
+            bad_request(r#"{"v":2,"id":"x","auth":{"key":"k","ts":"t","nonce":"short","sig":"00"}}"#).contains("nonce")
         );
-        assert!(bad_request(r#"{"v":1,"id":"x","auth":{"key":"k"}}"#).contains("missing field"));
+        assert!(bad_request(r#"{"v":2,"id":"x","auth":{"key":"k"}}"#).contains("missing field"));
     }
 }

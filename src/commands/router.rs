@@ -1,28 +1,34 @@
-//! The command router: takes requests off `P/cmd/+`, answers each exactly once
-//! on `P/replies/<id>` (or on `P/errors` when no id can be read), authorizes
-//! them, runs them a few at a time, and audits the ones that change something.
-//! Requests wait in a bounded queue; when it is full the answer is `busy` at
-//! once, so a flood of commands never holds up anything else.
+//! The command router: takes requests off `P/cmd/+`, authorizes each at once
+//! (refusing what is not signed right before it takes a queue slot), runs the
+//! authorized ones a few at a time, each key in turn, answers each once on
+//! `P/replies/<id>` (or on `P/errors` when no id can be read) and audits the
+//! ones that change something. A key's share of the queue is bounded; beyond
+//! it the answer is `busy` at once, so a flood never holds up anything else.
 
-use super::auth::Verifier;
+use super::auth::{Authorized, Verifier};
 use super::exec::Host;
 use super::journal::{self, AuditEntry, Nonce};
+use super::queue::{FairQueue, PER_KEY};
 use super::reply::{self, CommandError, Outcome};
 use super::request::{self, Refusal, Request};
 use crate::mqtt::{IncomingMessage, MqttHandle};
 use crate::protocol::{COMMAND_NAMES, ErrorCode};
+use crate::sys::rate::TokenBucket;
 use crate::wallclock::UnixMs;
 use crate::workers::Rejection;
 use crate::workers::errors::ErrorReporter;
 use rumqttc::QoS;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, watch};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
-/// Requests waiting to run; more are answered `busy`.
-pub const QUEUE: usize = 16;
 /// Commands running at once.
 const RUNNING: usize = 4;
+/// Refusals (and `busy` answers) answered at once, at most, in a burst…
+const REFUSALS_BURST: u32 = 2_000;
+/// …and per second after it: a flood of unauthorized requests costs the node a bounded
+/// share of its link; beyond it they go unanswered, counted as `unanswered`.
+const REFUSALS_PER_SECOND: u32 = 1_000;
 
 /// Commands that change something, and so are audited.
 fn changes_something(name: &str) -> bool {
@@ -43,43 +49,95 @@ pub struct CommandRouter {
     pub max_bytes: usize,
 }
 
-/// Publishes replies.
+/// Publishes replies: those of authorized commands ahead of everything, refusals within a
+/// rate.
 #[derive(Clone)]
-struct Replier(MqttHandle);
+struct Replier {
+    mqtt: MqttHandle,
+    refusals: Arc<Mutex<TokenBucket>>,
+    errors: ErrorReporter,
+}
 
 impl Replier {
-    fn send(&self, id: &str, outcome: &Outcome) {
+    /// The reply to an authorized command: never dropped while the session lives.
+    async fn answer(&self, id: &str, outcome: &Outcome) {
         if let Err(e) = outcome {
-            tracing::info!(id, code = e.code.as_str(), message = %e.message, "command refused or failed");
+            tracing::info!(id, code = e.code.as_str(), message = %e.message, "command failed");
         }
-        let topic = self.0.topics().reply(id);
-        self.0.publish(topic, reply::payload(id, outcome).to_string(), QoS::AtLeastOnce, false);
+        let topic = self.mqtt.topics().reply(id);
+        if !self.mqtt.publish_urgent(topic, reply::payload(id, outcome).to_string()).await {
+            tracing::error!(id, "reply not sent: the MQTT session is gone or stuck");
+        }
+    }
+
+    /// A refusal, answered at once unless refusals come faster than the rate allows.
+    fn refuse(&self, id: &str, error: CommandError) {
+        tracing::debug!(id, code = error.code.as_str(), message = %error.message, "command refused");
+        if !self.refusals.lock().unwrap_or_else(|p| p.into_inner()).take(std::time::Instant::now()) {
+            self.errors.count("unanswered");
+            return;
+        }
+        let topic = self.mqtt.topics().reply(id);
+        self.mqtt.publish(topic, reply::payload(id, &Err(error)).to_string(), QoS::AtLeastOnce, false);
     }
 }
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An authorized request waiting to run.
+type Waiting = (Request, Authorized);
 
 impl CommandRouter {
     /// Runs until the subscription closes.
     pub async fn run(mut self) {
-        let replier = Replier(self.host.mqtt.clone());
-        let (work_tx, work_rx) = mpsc::channel::<Request>(QUEUE);
-        let executor = tokio::spawn(execute(work_rx, self.verifier.clone(), self.host.clone(), replier.clone()));
+        let bucket = TokenBucket::new(REFUSALS_BURST, REFUSALS_PER_SECOND, std::time::Instant::now());
+        let replier = Replier {
+            mqtt: self.host.mqtt.clone(),
+            refusals: Arc::new(Mutex::new(bucket)),
+            errors: self.errors.clone(),
+        };
+        let queue: Arc<Mutex<FairQueue<Waiting>>> = Arc::default();
+        let wake = Arc::new(Notify::new());
+        // Ends with the router, also when the router's task is aborted at a stop.
+        let executor =
+            AbortOnDrop(tokio::spawn(execute(queue.clone(), wake.clone(), self.host.clone(), replier.clone())));
         while let Some(message) = self.incoming.recv().await {
             let Some(request) = self.admit(&message, &replier) else { continue };
-            if let Err(mpsc::error::TrySendError::Full(request)) = work_tx.try_send(request) {
-                let busy = CommandError::new(ErrorCode::Busy, format!("{QUEUE} commands are waiting: try again"));
-                replier.send(&request.id, &Err(busy));
+            // Signatures are checked before a request takes a queue slot: a flood of unsigned
+            // or forged requests never delays a signed one.
+            let verifier = self.verifier.borrow().clone();
+            let authorized = match verifier.check(&request, UnixMs::now()) {
+                Ok(authorized) => authorized,
+                Err(refused) => {
+                    replier.refuse(&request.id, refused);
+                    continue;
+                }
+            };
+            let key = authorized.key.clone().unwrap_or_default();
+            let pushed = queue.lock().unwrap_or_else(|p| p.into_inner()).push(&key, (request, authorized));
+            match pushed {
+                Ok(()) => wake.notify_one(),
+                Err((request, _)) => {
+                    let message = format!("{PER_KEY} commands of this key are waiting: try again");
+                    replier.refuse(&request.id, CommandError::new(ErrorCode::Busy, message));
+                }
             }
         }
-        drop(work_tx);
-        let _ = executor.await;
+        drop(executor);
     }
 
     /// Reads one message into a request, answering at once what cannot run.
     fn admit(&self, message: &IncomingMessage, replier: &Replier) -> Option<Request> {
         let topic = message.topic.as_str();
-        if message.payload.len() > self.max_bytes {
-            let why =
-                format!("{} bytes, over the board's max_message_bytes of {}", message.payload.len(), self.max_bytes);
+        if message.oversize().is_some() || message.size > self.max_bytes {
+            let why = format!("{} bytes, over the board's max_message_bytes of {}", message.size, self.max_bytes);
             self.errors.reject(topic, &Rejection::new("too_large", why));
             return None;
         }
@@ -91,7 +149,7 @@ impl CommandRouter {
                     ErrorCode::UnknownCommand,
                     format!("no command {name:?}: {}", COMMAND_NAMES.join(", ")),
                 );
-                replier.send(&request.id, &Err(error));
+                replier.refuse(&request.id, error);
                 None
             }
             Err(Refusal::Unanswerable(rejection)) => {
@@ -99,44 +157,45 @@ impl CommandRouter {
                 None
             }
             Err(Refusal::Reply(id, error)) => {
-                replier.send(&id, &Err(error));
+                replier.refuse(&id, error);
                 None
             }
         }
     }
 }
 
-/// Takes requests off the queue and runs up to `RUNNING` of them at once.
-async fn execute(
-    mut work: mpsc::Receiver<Request>,
-    verifier: watch::Receiver<Arc<Verifier>>,
-    host: Host,
-    replier: Replier,
-) {
+/// Takes authorized requests off the queue, key by key, and runs up to `RUNNING` at once.
+async fn execute(queue: Arc<Mutex<FairQueue<Waiting>>>, wake: Arc<Notify>, host: Host, replier: Replier) {
     let running = Arc::new(Semaphore::new(RUNNING));
     loop {
         let Ok(permit) = running.clone().acquire_owned().await else { return };
-        let Some(request) = work.recv().await else { return };
-        let verifier = verifier.borrow().clone();
+        let (request, authorized) = loop {
+            if let Some(next) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                break next;
+            }
+            wake.notified().await;
+        };
         let (host, replier) = (host.clone(), replier.clone());
         tokio::spawn(async move {
-            let outcome = handle(&request, &verifier, &host).await;
-            replier.send(&request.id, &outcome);
+            let outcome = handle(&request, authorized, &host).await;
+            replier.answer(&request.id, &outcome).await;
             drop(permit);
         });
     }
 }
 
-/// Authorizes and runs one request; audits it when it was accepted and changes something.
-async fn handle(request: &Request, verifier: &Verifier, host: &Host) -> Outcome {
+/// Runs one authorized request once its nonce is new; audits it when it changes something.
+async fn handle(request: &Request, authorized: Authorized, host: &Host) -> Outcome {
     let now = UnixMs::now();
-    let authorized = verifier.check(request, now)?;
     if let Some((key, nonce, ts)) = authorized.nonce.clone() {
-        let seen = host.store.call(move |conn| journal::remember_nonce(conn, &key, &nonce, ts, now)).await;
+        let seen = host.store.call(move |conn| journal::remember_nonce(conn, &key, &nonce, ts)).await;
         match seen.map_err(|e| CommandError::failed(&e))? {
             Nonce::New => {}
             Nonce::Replayed => return Err(CommandError::new(ErrorCode::Replayed, "this nonce was used before")),
-            Nonce::Full => return Err(CommandError::new(ErrorCode::Busy, "too many recent commands: try again later")),
+            Nonce::TooOld => {
+                let message = "auth.ts is older than every nonce remembered for this key: sign it anew";
+                return Err(CommandError::new(ErrorCode::Stale, message));
+            }
         }
     }
     tracing::info!(id = %request.id, command = %request.name, key = authorized.key.as_deref().unwrap_or("-"), "command");

@@ -92,7 +92,7 @@ fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, comm
                "content_type": "image/jpeg"}),
     );
     if commands {
-        let request = |id: String, args: Value| json!({"v": 1, "id": id, "args": args}).to_string();
+        let request = |id: String, args: Value| json!({"v": 2, "id": id, "args": args}).to_string();
         c.add(
             format!("{cam}_record"),
             "switch",

@@ -8,7 +8,7 @@
 //! another, so no tag outlives the requests it belongs to.
 
 use super::ack_tracker::AckTracker;
-use super::session::IncomingMessage;
+use super::handle::IncomingMessage;
 use crate::sys::backoff::{Backoff, clock_jitter};
 use rumqttc::{ConnectionError, Event, EventLoop, MqttState, Outgoing, Packet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -116,7 +116,7 @@ impl Driver {
                 lock(&self.link).tracker.acked(ack.pkid).map(DriverEvent::Acked)
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                Some(DriverEvent::Incoming(IncomingMessage { topic: publish.topic, payload: publish.payload }))
+                Some(DriverEvent::Incoming(IncomingMessage::new(publish.topic, publish.payload)))
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 lock(&self.link).tracker.sent(pkid);

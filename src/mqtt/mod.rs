@@ -4,9 +4,11 @@
 pub mod ack_tracker;
 pub mod drain;
 pub mod driver;
+pub mod handle;
 pub mod pending;
 pub mod session;
 pub mod settings;
 
-pub use session::{IncomingMessage, MqttHandle, Session, SessionStats, Subscription};
+pub use handle::{IncomingMessage, MqttHandle, SessionStats, Subscription};
+pub use session::Session;
 pub use settings::SessionSettings;

@@ -1,5 +1,7 @@
 //! Publishes held while rumqttc's queue is full (a burst of replies, say):
 //! kept in order, bounded by count and by bytes, the oldest dropped first.
+//! Urgent ones (the replies to authorized commands) go out before the rest
+//! and are never dropped: few are ever in flight.
 
 use rumqttc::QoS;
 use std::collections::VecDeque;
@@ -20,11 +22,14 @@ pub struct Pending {
     pub qos: QoS,
     /// Retained.
     pub retain: bool,
+    /// Goes out before the others.
+    pub urgent: bool,
 }
 
 /// The held publishes.
 #[derive(Debug)]
 pub struct PendingQueue {
+    urgent: VecDeque<Pending>,
     items: VecDeque<Pending>,
     bytes: usize,
     max: usize,
@@ -34,16 +39,20 @@ pub struct PendingQueue {
 impl PendingQueue {
     /// An empty queue of at most `max` publishes and `max_bytes` payload bytes.
     pub fn new(max: usize, max_bytes: usize) -> Self {
-        Self { items: VecDeque::new(), bytes: 0, max, max_bytes }
+        Self { urgent: VecDeque::new(), items: VecDeque::new(), bytes: 0, max, max_bytes }
     }
 
     /// Holds `publish` behind the others; returns how many of the oldest were dropped to
     /// stay within the limits.
     pub fn push(&mut self, publish: Pending) -> u64 {
         self.bytes += publish.payload.len();
+        if publish.urgent {
+            self.urgent.push_back(publish);
+            return 0;
+        }
         self.items.push_back(publish);
         let mut dropped = 0;
-        while self.items.len() > self.max || self.bytes > self.max_bytes {
+        while self.len() > self.max || self.bytes > self.max_bytes {
             let Some(oldest) = self.items.pop_front() else { break };
             self.bytes -= oldest.payload.len();
             dropped += 1;
@@ -51,9 +60,9 @@ impl PendingQueue {
         dropped
     }
 
-    /// The oldest publish, taken out.
+    /// The oldest urgent publish, else the oldest other one, taken out.
     pub fn pop(&mut self) -> Option<Pending> {
-        let publish = self.items.pop_front()?;
+        let publish = self.urgent.pop_front().or_else(|| self.items.pop_front())?;
         self.bytes -= publish.payload.len();
         Some(publish)
     }
@@ -61,24 +70,24 @@ impl PendingQueue {
     /// Puts back a publish that could not be sent, first in line.
     pub fn put_back(&mut self, publish: Pending) {
         self.bytes += publish.payload.len();
-        self.items.push_front(publish);
+        if publish.urgent { self.urgent.push_front(publish) } else { self.items.push_front(publish) }
     }
 
     /// Drops everything; returns how many were not retained (the retained ones go out again
     /// on the next connection).
     pub fn clear(&mut self) -> u64 {
         self.bytes = 0;
-        self.items.drain(..).filter(|p| !p.retain).count() as u64
+        self.urgent.drain(..).chain(self.items.drain(..)).filter(|p| !p.retain).count() as u64
     }
 
     /// Publishes held.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.urgent.len() + self.items.len()
     }
 
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.urgent.is_empty() && self.items.is_empty()
     }
 }
 
@@ -87,7 +96,7 @@ mod tests {
     use super::*;
 
     fn publish(topic: &str, bytes: usize, retain: bool) -> Pending {
-        Pending { topic: topic.into(), payload: vec![0; bytes], qos: QoS::AtLeastOnce, retain }
+        Pending { topic: topic.into(), payload: vec![0; bytes], qos: QoS::AtLeastOnce, retain, urgent: false }
     }
 
     #[test]
@@ -116,5 +125,19 @@ mod tests {
         assert_eq!(q.clear(), 1);
         assert!(q.is_empty());
         assert_eq!(q.push(publish("x", 1000, false)), 0, "the bytes were reset");
+    }
+
+    #[test]
+    fn urgent_publishes_overtake_and_are_not_dropped() {
+        let mut q = PendingQueue::new(2, 1000);
+        q.push(publish("a", 1, false));
+        q.push(publish("b", 1, false));
+        let reply = Pending { urgent: true, ..publish("reply", 1, false) };
+        assert_eq!(q.push(reply.clone()), 0);
+        assert_eq!(q.push(publish("c", 1, false)), 2, "over the count: the oldest others go, not the reply");
+        assert_eq!(q.pop().map(|p| p.topic), Some("reply".into()));
+        q.put_back(reply);
+        assert_eq!(q.pop().map(|p| p.topic), Some("reply".into()), "put back first in its lane");
+        assert_eq!(q.pop().map(|p| p.topic), Some("c".into()));
     }
 }

@@ -7,6 +7,7 @@
 
 use super::drain::OutboxDrain;
 use super::driver::{self, Driver, DriverEvent, SharedLink, Tag};
+use super::handle::{IncomingMessage, MqttHandle, Request, SESSION_QUEUE, SessionStats, Subscription};
 use super::pending::{PENDING_MAX, PENDING_MAX_BYTES, Pending, PendingQueue};
 use super::settings::{SessionSettings, authenticate, no_delay};
 use crate::outbox::{self, OutboxRow};
@@ -18,13 +19,11 @@ use anyhow::Result;
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Requests other tasks may queue for the session before it drops them.
-pub const SESSION_QUEUE: usize = 256;
 /// Reports the driver may queue for the session.
 const DRIVER_QUEUE: usize = 256;
 /// Publishes rumqttc may hold in flight (outbox window plus state and stats).
@@ -33,84 +32,6 @@ const MQTT_INFLIGHT: u16 = 64;
 const RETAINED_MAX: usize = 1024;
 /// How long shutdown waits for the broker to take `offline`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// A message received on a subscription.
-#[derive(Clone, Debug)]
-pub struct IncomingMessage {
-    /// Its topic.
-    pub topic: String,
-    /// Its payload.
-    pub payload: bytes::Bytes,
-}
-
-/// A subscription registered before the session starts; re-made after every reconnect.
-pub struct Subscription {
-    /// Topic filter.
-    pub filter: String,
-    /// Where matching messages go (full: dropped and counted).
-    pub sink: mpsc::Sender<IncomingMessage>,
-}
-
-/// Counters of the session, read by `P/stats`.
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    /// Connected to the broker now.
-    pub connected: AtomicBool,
-    /// Successful connections since start.
-    pub connects: AtomicU64,
-    /// Outbox events published (including republishes).
-    pub events_published: AtomicU64,
-    /// Outbox events acknowledged by the broker.
-    pub events_acked: AtomicU64,
-    /// Publishes dropped: queue full, or not retained while offline.
-    pub publishes_dropped: AtomicU64,
-    /// Incoming messages dropped because their consumer was full.
-    pub incoming_dropped: AtomicU64,
-    /// Beats while the session's loop turns (the systemd watchdog watches it).
-    pub heartbeat: crate::heartbeat::Heartbeat,
-}
-
-enum Request {
-    Publish { topic: String, payload: Vec<u8>, qos: QoS, retain: bool },
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// The rest of the service's way to the broker; cheap to clone, never blocks.
-#[derive(Clone)]
-pub struct MqttHandle {
-    tx: mpsc::Sender<Request>,
-    stats: Arc<SessionStats>,
-    topics: Topics,
-}
-
-impl MqttHandle {
-    /// Queues a publish; `false` (and counted) when the session's queue is full.
-    pub fn publish(&self, topic: String, payload: impl Into<Vec<u8>>, qos: QoS, retain: bool) -> bool {
-        let ok = self.tx.try_send(Request::Publish { topic, payload: payload.into(), qos, retain }).is_ok();
-        if !ok {
-            self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
-    }
-
-    /// The session's counters.
-    pub fn stats(&self) -> &Arc<SessionStats> {
-        &self.stats
-    }
-
-    /// The node's topics.
-    pub fn topics(&self) -> &Topics {
-        &self.topics
-    }
-
-    /// Publishes `offline`, flushes acknowledgements and disconnects; returns when done.
-    pub async fn shutdown(&self) {
-        let (done_tx, done_rx) = oneshot::channel();
-        if self.tx.send(Request::Shutdown(done_tx)).await.is_ok() {
-            let _ = done_rx.await;
-        }
-    }
-}
 
 /// The session task's state.
 pub struct Session {
@@ -155,7 +76,7 @@ pub fn session(
     let driver = Driver::new(eventloop, MQTT_INFLIGHT, link.clone(), driver_tx, backoff);
     let (tx, requests) = mpsc::channel(SESSION_QUEUE);
     let stats = Arc::new(SessionStats::default());
-    let handle = MqttHandle { tx, stats: stats.clone(), topics: topics.clone() };
+    let handle = MqttHandle::new(tx, stats.clone(), topics.clone());
     let session = Session {
         client,
         driver: Some(driver),
@@ -191,7 +112,7 @@ impl Session {
             let fetching = self.fetch.is_some();
             tokio::select! {
                 request = self.requests.recv() => match request {
-                    Some(Request::Publish { topic, payload, qos, retain }) => self.publish(topic, payload, qos, retain),
+                    Some(Request::Publish(publish)) => self.publish(publish),
                     Some(Request::Shutdown(done)) => {
                         self.shutdown(&mut driver_task).await;
                         let _ = done.send(());
@@ -244,23 +165,23 @@ impl Session {
         }
     }
 
-    fn publish(&mut self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool) {
-        if retain {
-            if self.retained.len() < RETAINED_MAX || self.retained.contains_key(&topic) {
-                self.retained.insert(topic.clone(), payload.clone());
+    fn publish(&mut self, publish: Pending) {
+        if publish.retain {
+            if self.retained.len() < RETAINED_MAX || self.retained.contains_key(&publish.topic) {
+                self.retained.insert(publish.topic.clone(), publish.payload.clone());
             } else {
-                tracing::warn!(topic = %topic, "too many retained topics: not restored after reconnects");
+                tracing::warn!(topic = %publish.topic, "too many retained topics: not restored after reconnects");
             }
         }
         if !self.connected {
             // Retained state goes out again on the next connection; the rest is lost.
-            if !retain {
+            if !publish.retain {
                 self.stats.publishes_dropped.fetch_add(1, Ordering::Relaxed);
             }
             return;
         }
-        // Behind anything already waiting, so publishes keep their order.
-        let dropped = self.pending.push(Pending { topic, payload, qos, retain });
+        // Behind anything already waiting (in its lane), so publishes keep their order.
+        let dropped = self.pending.push(publish);
         self.stats.publishes_dropped.fetch_add(dropped, Ordering::Relaxed);
         self.send_pending();
     }
@@ -292,7 +213,7 @@ impl Session {
 
     /// Hands a publish to rumqttc if connected; `false` when it was not taken.
     fn send(&mut self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool, tag: Option<Tag>) -> bool {
-        self.try_send(Pending { topic, payload, qos, retain }, tag).is_ok()
+        self.try_send(Pending { topic, payload, qos, retain, urgent: false }, tag).is_ok()
     }
 
     /// Hands a publish to rumqttc if connected; gives it back when rumqttc's queue is full
@@ -302,7 +223,7 @@ impl Session {
         if !link.connected {
             return Err(None);
         }
-        let Pending { topic, payload, qos, retain } = publish;
+        let Pending { topic, payload, qos, retain, urgent } = publish;
         match self.client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
                 link.tracker.queued(tag);
@@ -310,7 +231,7 @@ impl Session {
             }
             Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p))) => {
                 tracing::debug!("mqtt request queue full");
-                Err(Some(Pending { topic: p.topic, payload: p.payload.to_vec(), qos, retain }))
+                Err(Some(Pending { topic: p.topic, payload: p.payload.to_vec(), qos, retain, urgent }))
             }
             Err(e) => {
                 tracing::debug!(error = %e, "mqtt publish not queued");
@@ -349,10 +270,13 @@ impl Session {
         }
     }
 
-    fn route(&mut self, message: IncomingMessage) {
+    fn route(&mut self, mut message: IncomingMessage) {
         let Some(subscription) = self.subscriptions.iter().find(|s| topic_matches(&s.filter, &message.topic)) else {
             return;
         };
+        if message.payload.len() > subscription.max_bytes {
+            message.payload = bytes::Bytes::new();
+        }
         if subscription.sink.try_send(message).is_err() {
             self.stats.incoming_dropped.fetch_add(1, Ordering::Relaxed);
         }

@@ -9,9 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest MQTT packet the session reads.
-pub const MAX_INCOMING_BYTES: usize = 16 << 20;
-
 /// How to reach the broker and who the node is on it.
 #[derive(Clone, Debug)]
 pub struct SessionSettings {
@@ -27,11 +24,17 @@ pub struct SessionSettings {
     pub keepalive: Duration,
     /// Largest packet sent (a frame with its header).
     pub max_packet_bytes: usize,
-    /// Largest packet read; anything larger costs the connection, so this is generous and
-    /// the application refuses oversize messages itself (`max_message_bytes`).
+    /// Largest packet read; anything larger costs the connection, so the broker must refuse
+    /// larger ones itself (mosquitto's `max_packet_size`); each subscription then refuses
+    /// what is over its own, smaller, limit.
     pub max_incoming_bytes: usize,
     /// Reconnect backoff floor and cap.
     pub backoff: (Duration, Duration),
+}
+
+/// The largest MQTT packet the node sends or reads: a sampled frame with its header and topic.
+pub fn packet_limit(max_frame_bytes: usize) -> usize {
+    (max_frame_bytes + 4096).max(256 * 1024)
 }
 
 impl SessionSettings {
@@ -64,8 +67,10 @@ impl SessionSettings {
             credentials,
             ca_pem,
             keepalive: Duration::from_secs(mqtt.keepalive_s),
-            max_packet_bytes: (max_frame_bytes + 4096).max(256 * 1024),
-            max_incoming_bytes: MAX_INCOMING_BYTES,
+            max_packet_bytes: packet_limit(max_frame_bytes),
+            // The broker's `max_packet_size` should be this same number (docs/mqtt.md): then
+            // no client can send the node a packet that costs it its connection.
+            max_incoming_bytes: packet_limit(max_frame_bytes),
             backoff: (Duration::from_millis(500), Duration::from_secs(10)),
         })
     }

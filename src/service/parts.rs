@@ -20,7 +20,7 @@ use crate::store::Store;
 use crate::wallclock::UnixMs;
 use crate::workers::errors::ErrorReporter;
 use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
-use crate::workers::status::WorkerRegistry;
+use crate::workers::status::{STATUS_MAX_BYTES, WorkerRegistry};
 use crate::zones::engine::ZoneEngine;
 use crate::zones::service::{ZoneCounters, ZoneService, ZoneUpdate};
 use anyhow::Result;
@@ -31,6 +31,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 type Incoming = mpsc::Receiver<IncomingMessage>;
+
+/// Largest Home Assistant birth message read (`online` / `offline`).
+const BIRTH_MAX_BYTES: usize = 64;
 
 /// What the node's subscriptions deliver.
 pub struct Inbox {
@@ -71,11 +74,17 @@ pub fn start_session(config: &LoadedConfig, store: &Store) -> Result<Session> {
     // before the router has answered it (`busy` if need be).
     let (commands_tx, commands) = mpsc::channel(256);
     let (births_tx, births) = mpsc::channel(4);
+    // Every topic has its size limit, checked before anything is queued.
+    let message_bytes = config.board.limits.max_message_bytes.0 as usize;
     let subscriptions = vec![
-        Subscription { filter: topics.worker_statuses(), sink: status_tx },
-        Subscription { filter: topics.detections(), sink: detections_tx },
-        Subscription { filter: topics.commands(), sink: commands_tx },
-        Subscription { filter: format!("{}/status", config.config.homeassistant.prefix), sink: births_tx },
+        Subscription { filter: topics.worker_statuses(), max_bytes: STATUS_MAX_BYTES, sink: status_tx },
+        Subscription { filter: topics.detections(), max_bytes: message_bytes, sink: detections_tx },
+        Subscription { filter: topics.commands(), max_bytes: message_bytes, sink: commands_tx },
+        Subscription {
+            filter: format!("{}/status", config.config.homeassistant.prefix),
+            max_bytes: BIRTH_MAX_BYTES,
+            sink: births_tx,
+        },
     ];
     let outbox_wake = Arc::new(Notify::new());
     let (session, mqtt) = mqtt::session::session(&settings, topics, store.clone(), outbox_wake.clone(), subscriptions)?;

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_locks", include_str!("../../migrations/0003_locks.sql")),
     ("0004_backup", include_str!("../../migrations/0004_backup.sql")),
     ("0005_commands", include_str!("../../migrations/0005_commands.sql")),
+    ("0006_nonces_by_key", include_str!("../../migrations/0006_nonces_by_key.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

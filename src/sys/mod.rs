@@ -1,7 +1,8 @@
 //! Small helpers at the edge to the operating system: finding and spawning
-//! programs, scrubbing secrets out of what they print, retry backoff. A leaf:
-//! it depends on nothing else in the crate.
+//! programs, scrubbing secrets out of what they print, retry backoff, rate
+//! limits. A leaf: it depends on nothing else in the crate.
 
 pub mod backoff;
 pub mod process;
+pub mod rate;
 pub mod scrub;

@@ -1,6 +1,7 @@
 //! The shell around workers: `P/workers/+/status` into the registry and
 //! events, `P/detections/+` through validation into the detection consumer.
 
+use super::Rejection;
 use super::detections::{self, DetectionBatch};
 use super::errors::ErrorReporter;
 use super::status::{self, WorkerChange, WorkerRegistry};
@@ -24,6 +25,11 @@ pub async fn watch_workers(
 ) {
     while let Some(message) = incoming.recv().await {
         let worker = message.topic.rsplit('/').nth(1).unwrap_or_default().to_string();
+        if let Some(size) = message.oversize() {
+            let why = format!("{size} bytes, over the {} bytes a status may have", status::STATUS_MAX_BYTES);
+            errors.reject(&message.topic, &Rejection::new("too_large", why).by(Some(&worker)));
+            continue;
+        }
         let change = status::parse_status(&message.payload)
             .map_err(|r| r.by(Some(&worker)))
             .and_then(|status| registry.apply(&worker, status));
@@ -66,6 +72,11 @@ pub async fn take_detections(
     counters: Arc<IntakeCounters>,
 ) {
     while let Some(message) = incoming.recv().await {
+        if let Some(size) = message.oversize() {
+            let why = format!("{size} bytes, over the board's max_message_bytes of {}", limits.max_bytes);
+            errors.reject(&message.topic, &Rejection::new("too_large", why));
+            continue;
+        }
         let camera = message.topic.rsplit('/').next().unwrap_or_default();
         let known = |c: &str| offered.knows(c);
         let offered_ts = |c: &str, seq: u64| offered.ts_of(c, seq);

@@ -5,6 +5,11 @@ use crate::offers::WorkerSummary;
 use crate::protocol::rules::is_worker_id;
 use std::collections::BTreeMap;
 
+/// Largest status message read; larger ones are refused (`too_large`) unread.
+pub const STATUS_MAX_BYTES: usize = 4096;
+/// Labels a status may list.
+pub const STATUS_MAX_LABELS: usize = 64;
+
 /// A worker's announced status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerStatus {
@@ -48,7 +53,12 @@ pub fn parse_status(payload: &[u8]) -> Result<WorkerStatus, Rejection> {
                 .iter()
                 .map(|l| l.as_str().filter(|l| crate::protocol::rules::is_label(l)).map(str::to_string))
                 .collect();
-            labels.ok_or_else(|| Rejection::new("bad_label", "\"labels\" must be labels of [a-z0-9_ -]{1,64}"))?
+            let labels =
+                labels.ok_or_else(|| Rejection::new("bad_label", "\"labels\" must be labels of [a-z0-9_ -]{1,64}"))?;
+            if labels.len() > STATUS_MAX_LABELS {
+                return Err(Rejection::new("bad_label", format!("at most {STATUS_MAX_LABELS} labels")));
+            }
+            labels
         }
         Some(_) => return Err(Rejection::new("bad_label", "\"labels\" must be a list")),
     };

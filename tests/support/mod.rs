@@ -60,6 +60,10 @@ pub fn system_binary(name: &str, package: &str) -> PathBuf {
     panic!("{name} is not installed: run scripts/setup, or `sudo apt-get install -y {package}`");
 }
 
+/// The broker's `max_packet_size`, as docs/mqtt.md tells installers to set it for the
+/// `generic` board: the node's largest packet.
+pub const MAX_PACKET_SIZE: usize = 1_052_672;
+
 /// A mosquitto broker on loopback; persistence keeps sessions across restarts.
 pub struct Broker {
     pub port: u16,
@@ -94,7 +98,8 @@ impl Broker {
             &conf,
             format!(
                 "per_listener_settings true\nuser {user}\nset_tcp_nodelay true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-                 max_queued_messages 100000\nmax_inflight_messages 100\nlog_dest file {dir}/mosquitto.log\nlog_type all\n{extra}",
+                 max_queued_messages 100000\nmax_inflight_messages 100\nmax_packet_size {max_packet}\nlog_dest file {dir}/mosquitto.log\nlog_type all\n{extra}",
+                max_packet = MAX_PACKET_SIZE,
                 user = current_user(),
                 port = self.port,
                 dir = self.dir.display(),
