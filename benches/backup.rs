@@ -72,6 +72,7 @@ async fn job_seconds(config: &config::LoadedConfig) -> f64 {
         recordings_dir: config.recordings_dir.clone(),
         reads: ReadLocks::default(),
         config_dir: config.path.parent().expect("dir").to_path_buf(),
+        data_dir: config.data_dir.clone(),
     };
     let (policy, dest) = policy_and_destination(config);
     let started = Instant::now();

@@ -28,6 +28,8 @@ pub struct BackupContext {
     pub reads: ReadLocks,
     /// Directory of the config file (relative `*_file` keys).
     pub config_dir: PathBuf,
+    /// The node's data directory (owner-only): where a job keeps its temporary files.
+    pub data_dir: PathBuf,
 }
 
 impl BackupContext {
@@ -38,6 +40,7 @@ impl BackupContext {
             recordings_dir: config.recordings_dir.clone(),
             reads: reads.clone(),
             config_dir: config.config_dir().to_path_buf(),
+            data_dir: config.data_dir.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -114,8 +115,9 @@ pub async fn copy_to_remote(
 ) -> Result<()> {
     let rclone = rclone_binary()?;
     let spec = credentials(&rclone, &ctx.config_dir, dest).await?;
-    // The file list, written page by page; its files stay read-locked for the whole job.
-    let list_path = std::env::temp_dir().join(format!("heldar-backup-{}.list", progress.job));
+    // The file list, written page by page, in the data directory (never at a predictable
+    // path in /tmp); its files stay read-locked for the whole job.
+    let list_path = ctx.data_dir.join(format!("backup-{}.list", progress.job));
     let files = write_file_list(ctx, selection, &list_path).await?;
     if files.is_empty() {
         let _ = std::fs::remove_file(&list_path);
@@ -156,7 +158,14 @@ async fn credentials(rclone: &Path, config_dir: &Path, dest: &DestinationConfig)
 
 /// Writes the selected files' paths to `list_path`, one a line; returns them.
 async fn write_file_list(ctx: &BackupContext, selection: Selection, list_path: &Path) -> Result<Vec<ToCopy>> {
-    let mut list = std::fs::File::create(list_path).with_context(|| format!("creating {}", list_path.display()))?;
+    // A list left by a crash is replaced; a new one is created owner-only, never followed.
+    let _ = std::fs::remove_file(list_path);
+    let mut list = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(list_path)
+        .with_context(|| format!("creating {}", list_path.display()))?;
     let mut files = Vec::new();
     let mut after = (i64::MIN, i64::MIN);
     loop {

@@ -78,7 +78,9 @@ impl Replier {
             return;
         }
         let topic = self.mqtt.topics().reply(id);
-        self.mqtt.publish(topic, reply::payload(id, &Err(error)).to_string(), QoS::AtLeastOnce, false);
+        // At QoS 0: a refusal takes no place among the publishes awaiting the broker's ack, so a
+        // flood of them never holds up the reply to an authorized command.
+        self.mqtt.publish(topic, reply::payload(id, &Err(error)).to_string(), QoS::AtMostOnce, false);
     }
 }
 
