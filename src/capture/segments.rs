@@ -45,8 +45,8 @@ impl SegmentIndexer {
         }
     }
 
-    /// Indexes a closed segment; returns its row (also when the index refused it), or `None`
-    /// when its file is not on disk.
+    /// Syncs a closed segment and its directory, then indexes it; returns its row (also when
+    /// the index refused it), or `None` when its file is not on disk or could not be synced.
     pub async fn index(&mut self, listed: ListedSegment, video: Option<&VideoFormat>) -> Option<NewSegment> {
         let now = UnixMs::now();
         // The stream clock is mapped to wall time once per run, so segments of a run are contiguous.
@@ -57,7 +57,20 @@ impl SegmentIndexer {
             tracing::error!(camera = %self.camera, file = %listed.file, "closed segment not found on disk");
             return None;
         };
-        let bytes = std::fs::metadata(self.recordings_dir.join(&relative)).map(|m| m.len()).unwrap_or(0);
+        // Write ordering: the file and its directory reach the disk before the index names
+        // them, so a power cut can never leave a row pointing at data the disk took back.
+        let full = self.recordings_dir.join(&relative);
+        let bytes = match tokio::task::spawn_blocking(move || sync_file_and_dir(&full)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                tracing::error!(camera = %self.camera, path = %relative, error = %e, "segment not synced: not indexed");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(camera = %self.camera, error = %e, "segment sync task lost");
+                return None;
+            }
+        };
         let (codec, width, height) = match video {
             Some((codec, w, h)) => (Some(codec.clone()), Some(*w), Some(*h)),
             None => (None, None, None),
@@ -89,6 +102,17 @@ impl SegmentIndexer {
             .map(|day| format!("{}/{file}", layout::day_dir(&self.camera, day)))
             .find(|relative| self.recordings_dir.join(relative).is_file())
     }
+}
+
+/// Syncs the file at `path` and then its directory; returns the file's size.
+pub fn sync_file_and_dir(path: &Path) -> std::io::Result<u64> {
+    let file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(bytes)
 }
 
 /// Makes today's and tomorrow's segment directories of `camera`, which ffmpeg cannot make.

@@ -79,7 +79,7 @@ usage: heldar-edge <command> [options]
 commands:
   run   [-c FILE]    run the service (default config /etc/heldar/config.toml)
   check [-c FILE]    validate the config, print a summary; exit 0 when valid
-  sweep [-c FILE]    run retention now (also while the service runs) and print what it deleted
+  sweep [-c FILE]    run retention now and print what it deleted (while the service runs: call sweep)
   backup POLICY [-c FILE]
                      run a [[backup.policy]] now, with a progress bar
   export --from TIME --to TIME [--camera ID]... [--out FILE] [--max-bytes SIZE] [--cut] [-c FILE]

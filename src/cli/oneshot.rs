@@ -7,17 +7,30 @@ use crate::config::LoadedConfig;
 use crate::outbox::EventSink;
 use crate::recording::sweeper::{ReadLocks, SweepReport, Sweeper};
 use crate::store::Store;
+use crate::sys::lock::LockError;
 use crate::wallclock::UnixMs;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Opens the index for a one-shot command, runs `f` with it, and closes it cleanly.
+/// Opens the index for a one-shot command, runs `f` with it, and closes it cleanly. It runs
+/// alone: under the data directory's lock, which a running service holds.
 async fn with_index<T, F, Fut>(config: &LoadedConfig, f: F) -> Result<T>
 where
     F: FnOnce(Store) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating node.data_dir {}", config.data_dir.display()))?;
+    let _lock = match crate::sys::lock::lock_dir(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(LockError::Held(pid)) => anyhow::bail!(
+            "the service runs on {} (pid {}): ask it with `heldar-edge call` instead (sweep, backup, export)",
+            config.data_dir.display(),
+            pid.map_or("?".to_string(), |p| p.to_string())
+        ),
+        Err(e) => return Err(e).with_context(|| config.data_dir.display().to_string()),
+    };
     let (store, store_thread) = Store::open(&config.index_path())?;
     let result = f(store).await;
     tokio::task::spawn_blocking(move || store_thread.join()).await.context("closing the index")?;

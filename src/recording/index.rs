@@ -88,12 +88,11 @@ pub fn insert_segment(conn: &Connection, segment: &NewSegment) -> rusqlite::Resu
             format!("segment {} lasts {duration} ms, outside 0..={MAX_SEGMENT_MS}", segment.path).into(),
         ));
     }
+    // A row is never re-timed: a second segment under an indexed path is refused, not merged.
     conn.query_row(
         "INSERT INTO segments (camera, path, start_ms, end_ms, bytes, codec, width, height)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (path) DO UPDATE SET camera = excluded.camera, start_ms = excluded.start_ms,
-             end_ms = excluded.end_ms, bytes = excluded.bytes, codec = excluded.codec,
-             width = excluded.width, height = excluded.height
+         ON CONFLICT (path) DO NOTHING
          RETURNING id",
         params![
             segment.camera,
@@ -258,19 +257,20 @@ mod tests {
     }
 
     #[test]
-    fn totals_follow_inserts_replacements_and_deletes() {
+    fn totals_follow_inserts_and_deletes_and_a_row_is_never_re_timed() {
         let conn = conn();
         let first = insert_segment(&conn, &seg("a", 0, 1000)).expect("insert");
         insert_segment(&conn, &seg("a", 1000, 2000)).expect("insert");
-        let mut bigger = seg("a", 1000, 2000);
-        bigger.bytes = 500;
-        insert_segment(&conn, &bigger).expect("replace by path");
+        let mut again = seg("a", 1000, 2000);
+        (again.bytes, again.start, again.end) = (500, UnixMs(5000), UnixMs(6000));
+        assert!(insert_segment(&conn, &again).is_err(), "a second segment under an indexed path is refused");
         assert_eq!(
             camera_totals(&conn).expect("totals"),
-            [CameraTotal { camera: "a".into(), bytes: 600, segments: 2 }]
+            [CameraTotal { camera: "a".into(), bytes: 200, segments: 2 }]
         );
+        assert_eq!(last_segment_end(&conn, "a").expect("last"), Some(UnixMs(2000)), "the row keeps its times");
         delete_segments(&conn, &[first]).expect("delete");
-        assert_eq!(camera_totals(&conn).expect("totals")[0].bytes, 500);
+        assert_eq!(camera_totals(&conn).expect("totals")[0].bytes, 100);
         assert_eq!(last_segment_end(&conn, "a").expect("last"), Some(UnixMs(2000)));
         assert_eq!(oldest_segments(&conn, 10).expect("oldest").len(), 1);
     }

@@ -149,9 +149,7 @@ impl CameraSet {
     pub async fn stop(&mut self, id: &str, forget: bool) {
         let Some(camera) = self.running.remove(id) else { return };
         let _ = camera.stop.send(true);
-        if tokio::time::timeout(STOP_TIMEOUT, camera.supervisor).await.is_err() {
-            tracing::warn!(camera = %id, "the camera did not stop in time");
-        }
+        stop_within(id, camera.supervisor).await;
         if forget {
             self.deps.offered.remove(id);
             self.deps.states.remove(id);
@@ -168,9 +166,7 @@ impl CameraSet {
             let _ = camera.stop.send(true);
         }
         for (id, camera) in std::mem::take(&mut self.running) {
-            if tokio::time::timeout(STOP_TIMEOUT, camera.supervisor).await.is_err() {
-                tracing::warn!(camera = %id, "a camera did not stop in time");
-            }
+            stop_within(&id, camera.supervisor).await;
         }
     }
 
@@ -213,5 +209,15 @@ impl CameraSet {
                 })
             })
             .collect()
+    }
+}
+
+/// Waits `STOP_TIMEOUT` for a stopping supervisor; then aborts it (its recorder dies with it,
+/// `kill_on_drop`), so two supervisors never run for one camera.
+async fn stop_within(id: &str, mut supervisor: JoinHandle<()>) {
+    if tokio::time::timeout(STOP_TIMEOUT, &mut supervisor).await.is_err() {
+        tracing::warn!(camera = %id, "the camera did not stop in time: cut off");
+        supervisor.abort();
+        let _ = supervisor.await;
     }
 }

@@ -18,6 +18,7 @@ use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::sampler::camera::SamplerBoard;
 use crate::sampler::planner::Planner;
 use crate::store::{Store, StoreThread};
+use crate::sys::lock::{DirLock, lock_dir};
 use crate::wallclock::UnixMs;
 use crate::zones::service::ZoneUpdate;
 use anyhow::{Context, Result};
@@ -45,6 +46,8 @@ pub struct Node {
     storage_pressure: Arc<AtomicBool>,
     background: Vec<JoinHandle<()>>,
     session: Option<JoinHandle<()>>,
+    /// This process's hold on `data_dir`: one writer at a time.
+    _lock: DirLock,
 }
 
 impl Node {
@@ -54,6 +57,7 @@ impl Node {
         let started = std::time::Instant::now();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating node.data_dir {}", config.data_dir.display()))?;
+        let lock = lock_dir(&config.data_dir).with_context(|| config.data_dir.display().to_string())?;
         let verifier = Verifier::from_config(&config).with_context(|| config.path.display().to_string())?;
         let (store, store_thread) = Store::open(&config.index_path())?;
         let session = parts::start_session(&config, &store)?;
@@ -104,6 +108,7 @@ impl Node {
             storage_pressure: Arc::default(),
             background,
             session: Some(session.task),
+            _lock: lock,
         };
         node.start_cameras();
         Ok((node, reloads))
