@@ -125,15 +125,24 @@ impl Sweeper {
         }
     }
 
-    /// One sweep at `now`.
+    /// Free and total bytes of the recordings file system, measured off the runtime thread;
+    /// (0, 0) while the directory does not exist (nothing recorded yet).
+    async fn measure(&self) -> Result<(u64, u64)> {
+        let dir = self.recordings_dir.clone();
+        tokio::task::spawn_blocking(move || match disk_space(&dir) {
+            Ok(space) => Ok(space),
+            Err(_) if std::fs::exists(&dir).is_ok_and(|exists| !exists) => Ok((0, 0)),
+            Err(e) => Err(e),
+        })
+        .await?
+    }
+
+    /// One sweep at `now`; one at a time in the process (the periodic one and a `sweep`
+    /// command wait for each other).
     pub async fn sweep(&self, now: UnixMs) -> Result<SweepReport> {
+        let _one_at_a_time = SWEEPING.lock().await;
         let mut report = SweepReport::default();
-        let (free, total) = match disk_space(&self.recordings_dir) {
-            Ok(space) => space,
-            // Not made yet (nothing recorded): an empty one, with no file system to judge.
-            Err(_) if std::fs::exists(&self.recordings_dir).is_ok_and(|exists| !exists) => (0, 0),
-            Err(e) => return Err(e),
-        };
+        let (free, total) = self.measure().await?;
         let recordings: u64 = self.store.call(index::camera_totals).await?.iter().map(|t| t.bytes).sum();
         let mut space = Space { free, total, recordings };
         let cameras: Vec<String> = self.store.call(distinct_cameras).await?;
@@ -175,6 +184,8 @@ impl Sweeper {
             let page = self.page(None, after).await?;
             let Some(last) = page.last() else { break };
             after = (last.segment.start.0, last.id);
+            // Counted, not measured again: a file system may show freed blocks only after
+            // its next commit, and measuring then would delete more than needed.
             self.apply(&page, &limits, &mut space, &mut report).await?;
         }
         report.short = space.short(&limits);
@@ -201,21 +212,14 @@ impl Sweeper {
             return Ok(());
         }
         let by_id: HashMap<i64, &SegmentRow> = page.iter().map(|r| (r.id, r)).collect();
-        let mut ids = Vec::with_capacity(plan.len());
+        let doomed: Vec<(i64, String)> =
+            plan.iter().filter_map(|(id, _)| by_id.get(id).map(|row| (*id, row.segment.path.clone()))).collect();
+        // Unlinks block: off the runtime thread, so recording, MQTT and the watchdog go on.
+        let dir = self.recordings_dir.clone();
+        let deleted = tokio::task::spawn_blocking(move || unlink_all(&dir, &doomed)).await?;
+        let mut ids = Vec::with_capacity(deleted.len());
         for (id, reason) in &plan {
-            let Some(row) = by_id.get(id) else { continue };
-            let file = self.recordings_dir.join(&row.segment.path);
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %row.segment.path, error = %e, "segment not deleted");
-                    continue;
-                }
-            }
-            if let Some(day) = file.parent() {
-                let _ = std::fs::remove_dir(day);
-            }
+            let Some(row) = by_id.get(id).filter(|_| deleted.contains(id)) else { continue };
             report.freed += row.segment.bytes;
             match reason {
                 Reason::Age => report.aged += 1,
@@ -304,6 +308,31 @@ impl Sweeper {
             }
         }
     }
+}
+
+/// One sweep at a time in this process (and so, with the data directory's lock, on it).
+static SWEEPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Deletes the segment files of `doomed` (id, relative path) and their day directories once
+/// empty; returns the ids whose file is gone (deleted or already missing).
+fn unlink_all(recordings_dir: &Path, doomed: &[(i64, String)]) -> std::collections::HashSet<i64> {
+    let mut gone = std::collections::HashSet::with_capacity(doomed.len());
+    for (id, path) in doomed {
+        let file = recordings_dir.join(path);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "segment not deleted");
+                continue;
+            }
+        }
+        if let Some(day) = file.parent() {
+            let _ = std::fs::remove_dir(day);
+        }
+        gone.insert(*id);
+    }
+    gone
 }
 
 fn distinct_cameras(conn: &Connection) -> rusqlite::Result<Vec<String>> {
