@@ -96,6 +96,8 @@ pub struct StatsSources {
     pub recordings_dir: std::path::PathBuf,
     /// The board's `rss_budget` in bytes.
     pub rss_budget: u64,
+    /// Wall-clock steps seen since start.
+    pub clock_steps: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StatsSources {
@@ -123,6 +125,13 @@ impl StatsSources {
                 }
                 json!({"rss_kib": rss, "rss_budget_kib": self.rss_budget / 1024})
             }),
+            (
+                "clock",
+                json!({
+                    "synchronised": crate::sys::clock::synchronised(),
+                    "steps": self.clock_steps.load(Ordering::Relaxed),
+                }),
+            ),
             ("zones", {
                 let z = *self.zones.lock().unwrap_or_else(|p| p.into_inner());
                 json!({"events": z.events, "locks": z.locks})

@@ -62,6 +62,9 @@ pub struct CameraSupervisor {
     pub sampler: Option<mpsc::Sender<SamplerInput>>,
     /// Beats every second while the supervisor runs (the systemd watchdog watches it).
     pub heartbeat: Heartbeat,
+    /// Counts wall-clock steps: on each, the recorder closes its segment and starts anew, so
+    /// its segments take the new time and never reuse a name.
+    pub clock_steps: watch::Receiver<u64>,
 }
 
 /// Measurements of the current ffmpeg run.
@@ -238,6 +241,8 @@ impl CameraSupervisor {
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut mode_open = true;
+        let mut clock_steps = self.clock_steps.clone();
+        clock_steps.mark_unchanged();
         while watching.list.is_some() || watching.log.is_some() {
             tokio::select! {
                 line = next_line(&mut watching.list) => match line {
@@ -251,6 +256,12 @@ impl CameraSupervisor {
                 _ = tick.tick() => self.on_tick(&mut watching, &mut child, camera).await,
                 () = stopped(stop), if watching.stopping.is_none() => {
                     watching.stop("stopped").await;
+                }
+                Ok(()) = clock_steps.changed(), if watching.stopping.is_none() => {
+                    // Like a pause: the segment closes on the old time, the next run starts at once.
+                    tracing::info!(camera = %self.id(), "the wall clock was stepped: a new segment starts");
+                    watching.stop("clock step").await;
+                    watching.paused = true;
                 }
                 changed = mode.changed(), if watching.stopping.is_none() && mode_open => {
                     mode_open = changed.is_ok();

@@ -27,6 +27,8 @@ pub enum EventType {
     RecordingGap,
     /// Storage is short and only locked footage is left to delete.
     StoragePressure,
+    /// The wall clock was stepped (more than 2 s against the boot clock).
+    ClockStep,
     /// A backup job finished.
     BackupDone,
     /// A backup job failed.
@@ -63,6 +65,7 @@ impl EventType {
             Self::CameraOffline => "camera_offline",
             Self::RecordingGap => "recording_gap",
             Self::StoragePressure => "storage_pressure",
+            Self::ClockStep => "clock_step",
             Self::BackupDone => "backup_done",
             Self::BackupFailed => "backup_failed",
             Self::WorkerOnline => "worker_online",
@@ -74,7 +77,9 @@ impl EventType {
     /// The default severity of this type.
     pub fn severity(self) -> Severity {
         match self {
-            Self::CameraOffline | Self::RecordingGap | Self::BackupFailed | Self::WorkerOffline => Severity::Warning,
+            Self::CameraOffline | Self::RecordingGap | Self::BackupFailed | Self::WorkerOffline | Self::ClockStep => {
+                Severity::Warning
+            }
             Self::StoragePressure => Severity::Critical,
             _ => Severity::Info,
         }

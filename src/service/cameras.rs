@@ -51,6 +51,8 @@ pub struct CameraDeps {
     pub encoder: String,
     /// Sampler ring slots and largest frame (board profile).
     pub frames: (usize, usize),
+    /// Counts wall-clock steps: each one starts every recorder anew on the new time.
+    pub clock_steps: watch::Receiver<u64>,
 }
 
 struct RunningCamera {
@@ -137,6 +139,7 @@ impl CameraSet {
             states: deps.states.clone(),
             sampler,
             heartbeat: Heartbeat::new(),
+            clock_steps: deps.clock_steps.clone(),
         };
         let heartbeat = supervisor.heartbeat.clone();
         let (stop, stopped) = watch::channel(false);

@@ -76,7 +76,9 @@ impl Node {
         background.push(tokio::spawn(modes.clone().run()));
         background.extend(parts::test_hooks(options, &events, &store));
         let ffmpeg = parts::find_recording_tools(&config, &store).await;
-        let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, ffmpeg.clone());
+        let (steps_tx, steps) = watch::channel(0);
+        background.push(tokio::spawn(parts::watch_clock(events.clone(), shared.clock_steps.clone(), steps_tx)));
+        let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, (ffmpeg.clone(), steps));
         let reporting = JobReporting { events, mqtt: mqtt.clone(), running: RunningPolicies::default() };
         let (config, config_rx) = watch::channel(Arc::new(config));
         let (verifier, verifier_rx) = watch::channel(Arc::new(verifier));
@@ -222,7 +224,7 @@ fn camera_deps(
     (store, events, mqtt): (&Store, &EventSink, &MqttHandle),
     shared: &Shared,
     modes: &RecordModes,
-    ffmpeg: std::path::PathBuf,
+    (ffmpeg, clock_steps): (std::path::PathBuf, watch::Receiver<u64>),
 ) -> CameraDeps {
     let limits = &config.board.limits;
     CameraDeps {
@@ -237,5 +239,6 @@ fn camera_deps(
         recordings_dir: config.recordings_dir.clone(),
         encoder: config.board.ffmpeg.h264_encoder.clone(),
         frames: (limits.frame_slots, limits.max_frame_bytes.0 as usize),
+        clock_steps,
     }
 }

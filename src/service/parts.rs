@@ -17,6 +17,7 @@ use crate::recording::sweeper::ReadLocks;
 use crate::sampler::camera::SamplerBoard;
 use crate::stats::StatsSources;
 use crate::store::Store;
+use crate::sys::clock::ClockWatch;
 use crate::wallclock::UnixMs;
 use crate::workers::errors::ErrorReporter;
 use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
@@ -111,6 +112,8 @@ pub struct Shared {
     pub zones: Arc<std::sync::Mutex<ZoneCounters>>,
     /// Segments being read (backup, export): retention keeps them.
     pub reads: ReadLocks,
+    /// Wall-clock steps seen since start.
+    pub clock_steps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -125,6 +128,7 @@ impl Shared {
             offered: Arc::new(OfferedFrames::new(config.config.cameras.iter().map(|c| c.id.as_str()))),
             zones: Arc::default(),
             reads: ReadLocks::default(),
+            clock_steps: Arc::default(),
         }
     }
 }
@@ -196,6 +200,7 @@ pub fn stats_sources(
         zones: shared.zones.clone(),
         recordings_dir: config.recordings_dir.clone(),
         rss_budget: config.board.limits.rss_budget.0,
+        clock_steps: shared.clock_steps.clone(),
     })
 }
 
@@ -285,6 +290,30 @@ pub async fn find_recording_tools(config: &LoadedConfig, store: &Store) -> PathB
         tracing::error!("ffmpeg not found: cameras cannot record until it is installed (apt-get install ffmpeg)");
     }
     ffmpeg.unwrap_or_else(|| "ffmpeg".into())
+}
+
+/// Watches the wall clock against the boot clock every second; on a step, emits one
+/// `clock_step`, counts it, and tells the recorders (through `steps`) to start anew on the
+/// new time.
+pub async fn watch_clock(events: EventSink, count: Arc<std::sync::atomic::AtomicU64>, steps: watch::Sender<u64>) {
+    let mut clock = ClockWatch::new(crate::sys::clock::read());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(step) = clock.observe(crate::sys::clock::read()) else { continue };
+        let (from, to) = (UnixMs(step.from_ms), UnixMs(step.to_ms));
+        tracing::warn!(from = %from.to_rfc3339(), to = %to.to_rfc3339(), delta_ms = step.delta_ms, "the wall clock was stepped");
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        steps.send_modify(|n| *n += 1);
+        let event = NewEvent::new(EventType::ClockStep, None, to)
+            .with("from", from.to_rfc3339())
+            .with("to", to.to_rfc3339())
+            .with("delta_s", step.delta_ms as f64 / 1000.0);
+        if let Err(e) = events.emit(event).await {
+            tracing::error!(error = %e, "clock_step not stored");
+        }
+    }
 }
 
 /// The test hooks of `run`: `test` events at start, a store thread that hangs.

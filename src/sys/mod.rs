@@ -3,6 +3,7 @@
 //! limits. A leaf: it depends on nothing else in the crate.
 
 pub mod backoff;
+pub mod clock;
 pub mod lock;
 pub mod process;
 pub mod rate;
