@@ -167,6 +167,11 @@ async fn worker_statuses_and_huge_publishes_cannot_buy_memory_or_the_connection(
     let errors = watch.collect(20 * SECOND, |m| m.iter().filter(|m| m.topic.ends_with("/errors")).count() >= 16).await;
     let too_large = errors.iter().filter(|m| m.topic.ends_with("/errors") && m.text().contains("too_large")).count();
     assert_eq!(too_large, 16, "every oversized status refused on P/errors");
+    // Home Assistant's status has its limit too.
+    watch.client.publish("homeassistant/status", QoS::AtLeastOnce, false, vec![b'o'; 5000]).await.expect("publish");
+    let errors = watch.collect(10 * SECOND, |m| m.iter().any(|m| m.text().contains("homeassistant/status"))).await;
+    let ha = errors.iter().find(|m| m.topic.ends_with("/errors") && m.text().contains("homeassistant/status"));
+    assert!(ha.is_some_and(|m| m.text().contains("too_large")), "an oversized HA status is refused: {errors:?}");
     // 16 workers × 14 MB and one 17 MiB detection: the broker refuses them (its
     // max_packet_size); the node neither grows nor loses its connection.
     for w in 0..16 {

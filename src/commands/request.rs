@@ -109,13 +109,43 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Request, Refusal> {
 }
 
 /// The id of a payload that is not valid JSON (nor UTF-8, perhaps: a truncated request),
-/// when it can still be read: the first `"id"` key followed by a string of
-/// `[A-Za-z0-9_-]{1,64}`.
+/// when it can still be read: the envelope's own `"id"` key (at the top level, not one
+/// inside `args`) followed by a string of `[A-Za-z0-9_-]{1,64}`.
 pub fn readable_id(payload: &[u8]) -> Option<String> {
-    let at = payload.windows(4).position(|w| w == b"\"id\"")?;
-    let rest = payload[at + 4..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start().strip_prefix(b"\"")?;
-    let id = std::str::from_utf8(&rest[..rest.iter().position(|b| *b == b'"')?]).ok()?;
-    is_token(id, 1, 64).then(|| id.to_string())
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < payload.len() {
+        match payload[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let end = string_end(payload, i)?;
+                if depth == 1 && &payload[i..=end] == b"\"id\"" {
+                    let rest = payload[end + 1..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+                    if let Some(value) = rest.strip_prefix(b"\"") {
+                        let id = std::str::from_utf8(&value[..value.iter().position(|b| *b == b'"')?]).ok()?;
+                        return is_token(id, 1, 64).then(|| id.to_string());
+                    }
+                }
+                i = end;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the quote closing the JSON string that opens at `start`.
+fn string_end(payload: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < payload.len() {
+        match payload[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Decodes a command's `args` into its typed form; a mismatch is a `bad_request`.

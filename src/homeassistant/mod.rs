@@ -9,6 +9,8 @@ use crate::capture::CameraStates;
 use crate::config::LoadedConfig;
 use crate::mqtt::{IncomingMessage, MqttHandle};
 use crate::stats::StatsSources;
+use crate::workers::Rejection;
+use crate::workers::errors::ErrorReporter;
 use rumqttc::QoS;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -29,6 +31,8 @@ pub struct HomeAssistant {
     pub stats: Arc<StatsSources>,
     /// When the service started.
     pub started: std::time::Instant,
+    /// `P/errors`, for a status message over its size limit.
+    pub errors: ErrorReporter,
 }
 
 impl HomeAssistant {
@@ -42,6 +46,11 @@ impl HomeAssistant {
             tokio::select! {
                 changed = self.config.changed() => if changed.is_err() { return },
                 Some(birth) = self.births.recv() => {
+                    if let Some(size) = birth.oversize() {
+                        let why = format!("{size} bytes: Home Assistant's status is `online` or `offline`");
+                        self.errors.reject(&birth.topic, &Rejection::new("too_large", why));
+                        continue;
+                    }
                     if birth.payload.as_ref() != b"online" || !config.config.homeassistant.discovery {
                         continue;
                     }

@@ -245,6 +245,7 @@ pub fn start_commands(
         cameras: shared.cameras.clone(),
         stats: parts.stats.clone(),
         started: parts.started,
+        errors: shared.errors.clone(),
     };
     let host = Host {
         config: parts.config,
