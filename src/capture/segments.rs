@@ -23,6 +23,10 @@ pub struct SegmentIndexer {
     /// Wall time (ms) of the run's stream time 0, fixed at its first segment.
     anchor_ms: Option<i64>,
     opened: VecDeque<String>,
+    /// Paths this run indexed lately: ffmpeg names segments by the second they open in, so
+    /// a segment shorter than a second (the first of an RTSP run, say) is overwritten by
+    /// the next one under the same name, which this run then indexes again.
+    indexed: VecDeque<String>,
 }
 
 impl SegmentIndexer {
@@ -34,6 +38,7 @@ impl SegmentIndexer {
             store,
             anchor_ms: None,
             opened: VecDeque::new(),
+            indexed: VecDeque::new(),
         }
     }
 
@@ -77,9 +82,25 @@ impl SegmentIndexer {
         };
         let segment =
             NewSegment { camera: self.camera.clone(), path: relative, start, end, bytes, codec, width, height };
+        let overwritten = self.indexed.contains(&segment.path);
+        if overwritten {
+            // The disk holds the later segment now: the row follows it (never a row of another run).
+            tracing::warn!(camera = %self.camera, path = %segment.path, "ffmpeg reused a name within one second: the earlier, sub-second segment was overwritten");
+        } else {
+            self.indexed.push_back(segment.path.clone());
+            if self.indexed.len() > OPENED_MEMORY {
+                self.indexed.pop_front();
+            }
+        }
         let stored = self.store.call({
             let segment = segment.clone();
-            move |conn| index::insert_segment(conn, &segment)
+            move |conn| {
+                if overwritten {
+                    index::replace_segment(conn, &segment).map(|_| 0)
+                } else {
+                    index::insert_segment(conn, &segment)
+                }
+            }
         });
         let (camera, path, duration_ms) = (&self.camera, &segment.path, end.0 - start.0);
         match stored.await {

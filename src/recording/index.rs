@@ -108,6 +108,25 @@ pub fn insert_segment(conn: &Connection, segment: &NewSegment) -> rusqlite::Resu
     )
 }
 
+/// Rewrites the row of `segment.path` with what is on disk now: only for a file its own
+/// recorder run overwrote (ffmpeg opened two segments within one second under one name).
+pub fn replace_segment(conn: &Connection, segment: &NewSegment) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE segments SET start_ms = ?2, end_ms = ?3, bytes = ?4, codec = ?5, width = ?6, height = ?7
+         WHERE path = ?1 AND camera = ?8",
+        params![
+            segment.path,
+            segment.start.0,
+            segment.end.0,
+            segment.bytes as i64,
+            segment.codec,
+            segment.width,
+            segment.height,
+            segment.camera
+        ],
+    )
+}
+
 /// Segments of `cameras` (all when empty) overlapping `[from, to)`, by start time.
 pub fn segments_overlapping(
     conn: &Connection,
