@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use support::{Broker, Node, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
+
+/// One test at a time: the flood's latencies are measured, and the size test pushes 240 MB
+/// through the broker.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SECRET: &str = "fleet-secret-0123456789";
 
 /// A node with one fleet key `ops` allowed everything, and no camera.
@@ -66,6 +70,7 @@ async fn publisher(broker: &Broker, id: &str) -> Watcher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_signed_for_one_node_is_refused_by_another_that_shares_the_key() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("fleet");
     let broker = Broker::start(&dir.join("broker"));
     let (mut a, mut b) = (fleet_node(&dir.0, &broker, "nvr-a"), fleet_node(&dir.0, &broker, "nvr-b"));
@@ -91,6 +96,7 @@ fn set_offset(file: &Path, offset_s: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_command_never_runs_twice_also_across_clock_steps() {
+    let _serial = SERIAL.lock().await;
     let lib =
         ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
             .into_iter()
@@ -141,6 +147,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_statuses_and_huge_publishes_cannot_buy_memory_or_the_connection() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("hostile-sizes");
     let broker = Broker::start(&dir.join("broker"));
     let mut node = fleet_node(&dir.0, &broker, "nvr-s");
@@ -214,6 +221,7 @@ async fn signed_rounds(op: &mut Watcher, root: &str, tag: &str, rounds: usize) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_flood_does_not_hold_up_signed_commands() {
+    let _serial = SERIAL.lock().await;
     let dir = TempDir::new("hostile-flood");
     let broker = Broker::start(&dir.join("broker"));
     let mut node = fleet_node(&dir.0, &broker, "nvr-f");
