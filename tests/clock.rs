@@ -7,15 +7,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-use support::{Broker, Message, Node, SegmentRow, TempDir, Watcher};
+use support::{Broker, FakeClock, Message, Node, SegmentRow, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn set_offset(file: &Path, offset_s: i64) {
-    std::fs::write(file, format!("{offset_s:+}s\n")).expect("faketime file");
-}
 
 fn steps(messages: &[Message]) -> Vec<serde_json::Value> {
     messages.iter().filter(|m| m.topic.ends_with("/events/_node/clock_step")).map(Message::json).collect()
@@ -36,34 +31,19 @@ fn check_disk(node: &Node, rows: &[SegmentRow]) -> BTreeMap<String, (i64, i64)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
-    let lib =
-        ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("libfaketime (apt-get install faketime)");
     let dir = TempDir::new("clock-steps");
     let broker = Broker::start(&dir.join("broker"));
     let camera = "\n[[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nsegment_s = 2\n\
                   sample_fps = 0\nretain_days = 7\n";
     let mut node = Node::configure(&dir.0, "clk", &broker.url(), camera);
-    let offset = dir.join("faketime.rc");
-    set_offset(&offset, 0);
-    let offset_path = offset.display().to_string();
+    let clock = FakeClock::new(&dir.0);
     let mut events = Watcher::connect(broker.port, "clock-events", true, &["heldar/clk/events/#"]).await;
-    node.start_with_env(
-        &[],
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME_TIMESTAMP_FILE", &offset_path),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    clock.start(&mut node);
     support::wait_for(30 * SECOND, "4 segments", || node.segments("cam").len() >= 4);
     let before = check_disk(&node, &node.segments("cam"));
 
     for (offset_s, expected_s) in [(-40i64, -40.0f64), (-40 + 86_400, 86_400.0)] {
-        set_offset(&offset, offset_s);
+        clock.set_offset(offset_s);
         let seen = events.collect(15 * SECOND, |m| !steps(m).is_empty()).await;
         let step = steps(&seen);
         assert_eq!(step.len(), 1, "one clock_step: {step:?}");

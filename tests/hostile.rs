@@ -13,7 +13,7 @@ use rumqttc::QoS;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{Broker, Node, TempDir, Watcher};
+use support::{Broker, FakeClock, Node, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -89,46 +89,26 @@ async fn a_request_signed_for_one_node_is_refused_by_another_that_shares_the_key
     assert!(a.terminate(15 * SECOND).success() && b.terminate(15 * SECOND).success());
 }
 
-/// The node's clock as libfaketime sets it: the offset written to `file`, re-read at once.
-fn set_offset(file: &Path, offset_s: i64) {
-    std::fs::write(file, format!("{offset_s:+}s\n")).expect("faketime file");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_command_never_runs_twice_also_across_clock_steps() {
     let _serial = SERIAL.lock().await;
-    let lib =
-        ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("libfaketime (apt-get install faketime)");
     let dir = TempDir::new("clock-replay");
     let broker = Broker::start(&dir.join("broker"));
     let mut node = fleet_node(&dir.0, &broker, "nvr-t");
-    let offset = dir.join("faketime.rc");
-    set_offset(&offset, 0);
+    let clock = FakeClock::new(&dir.0);
     let mut op =
         Watcher::connect(broker.port, "clock-op", true, &["heldar/nvr-t/replies/+", "heldar/nvr-t/status"]).await;
-    let offset_path = offset.display().to_string();
-    node.start_with_env(
-        &[],
-        &[
-            ("LD_PRELOAD", lib),
-            ("FAKETIME_TIMESTAMP_FILE", &offset_path),
-            ("FAKETIME_NO_CACHE", "1"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-        ],
-    );
+    clock.start(&mut node);
     wait_online(&mut op, &["heldar/nvr-t"]).await;
     let root = "heldar/nvr-t";
     let first = request(root, "sweep", "once", &json!({}), UnixMs::now(), "nonce-stepped-1");
     assert_eq!(code(&ask(&mut op, root, "sweep", "once", &first).await), "ok");
     // The clock steps 11 minutes ahead; a command signed for that time runs (and would once
     // have pruned the first nonce as old); then the clock steps back.
-    set_offset(&offset, 660);
+    clock.set_offset(660);
     let ahead = request(root, "status", "ahead", &json!({}), UnixMs(UnixMs::now().0 + 660_000), "nonce-ahead-01");
     assert_eq!(code(&ask(&mut op, root, "status", "ahead", &ahead).await), "ok");
-    set_offset(&offset, 0);
+    clock.set_offset(0);
     // The byte-identical first request, within its ±30 s window: refused.
     let again = ask(&mut op, root, "sweep", "once", &first).await;
     assert_eq!(code(&again), "replayed", "{again}");

@@ -556,3 +556,43 @@ pub fn memory_kib(pid: u32, key: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A clock the node (and its ffmpeg) runs on under libfaketime: the wall clock is offset by
+/// what is written to a file, re-read at every call; the monotonic and boot clocks are real.
+pub struct FakeClock {
+    lib: &'static str,
+    file: PathBuf,
+}
+
+impl FakeClock {
+    /// A clock with no offset yet, its file in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        let lib = [
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libfaketime (apt-get install faketime)");
+        let clock = Self { lib, file: dir.join("faketime.rc") };
+        clock.set_offset(0);
+        clock
+    }
+
+    /// Steps the wall clock to `offset_s` seconds from the real one.
+    pub fn set_offset(&self, offset_s: i64) {
+        std::fs::write(&self.file, format!("{offset_s:+}s\n")).expect("faketime file");
+    }
+
+    /// Starts `node` on this clock.
+    pub fn start(&self, node: &mut Node) {
+        let file = self.file.display().to_string();
+        let env = [
+            ("LD_PRELOAD", self.lib),
+            ("FAKETIME_TIMESTAMP_FILE", file.as_str()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ];
+        node.start_with_env(&[], &env);
+    }
+}
