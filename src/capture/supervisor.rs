@@ -328,8 +328,7 @@ impl CameraSupervisor {
             }
         } else if watching.run.last_progress.elapsed() > STALL_TIMEOUT {
             tracing::warn!(camera = %self.id(), "recorder stalled, restarting");
-            watching.stop("").await;
-            watching.why = format!("stalled: no data for {} s", STALL_TIMEOUT.as_secs());
+            watching.stop(&format!("stalled: no data for {} s", STALL_TIMEOUT.as_secs())).await;
         }
         if watching.last_state_publish.elapsed() >= Duration::from_secs(60) {
             ensure_day_dirs(&self.recordings_dir, self.id());
@@ -408,14 +407,11 @@ struct Watching {
 }
 
 impl Watching {
-    /// Asks the recorder to finish (at most `STOP_GRACE` before it is killed), for `why`
-    /// (empty: keep the reason already known).
+    /// Asks the recorder to finish (at most `STOP_GRACE` before it is killed), for `why`.
     async fn stop(&mut self, why: &str) {
         recorder::finish(self.feeder.take()).await;
         self.stopping = Some(Instant::now());
-        if !why.is_empty() {
-            self.why = why.to_string();
-        }
+        self.why = why.to_string();
     }
 }
 

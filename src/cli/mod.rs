@@ -132,17 +132,7 @@ fn call(
     timeout: Duration,
 ) -> ExitCode {
     let Some(loaded) = load_or_report(path) else { return ExitCode::FAILURE };
-    let reply = (|| -> anyhow::Result<serde_json::Value> {
-        use anyhow::Context;
-        let args = client::args_from_words(words, json).map_err(anyhow::Error::msg)?;
-        let key = match key {
-            Some((id, file)) => Some((id, config::secret::read_secret(&file).context("--secret-file")?)),
-            None => None,
-        };
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        runtime()?.block_on(client::call(&loaded, &Call { name, args, key, timeout }))
-    })();
-    match reply {
+    match send_call(&loaded, name, (words, json), key, timeout) {
         Ok(reply) => {
             println!("{}", serde_json::to_string_pretty(&reply).unwrap_or_default());
             if reply["ok"] == true { ExitCode::SUCCESS } else { ExitCode::FAILURE }
@@ -152,6 +142,24 @@ fn call(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds, signs and sends one command; its reply.
+fn send_call(
+    loaded: &LoadedConfig,
+    name: String,
+    (words, json): (&[String], Option<&str>),
+    key: Option<(String, PathBuf)>,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let args = client::args_from_words(words, json).map_err(anyhow::Error::msg)?;
+    let key = match key {
+        Some((id, file)) => Some((id, config::secret::read_secret(&file).context("--secret-file")?)),
+        None => None,
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    runtime()?.block_on(client::call(loaded, &Call { name, args, key, timeout }))
 }
 
 /// `heldar-edge run`: the service, until SIGINT or SIGTERM.

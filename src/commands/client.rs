@@ -69,12 +69,7 @@ pub async fn call(config: &LoadedConfig, call: &Call) -> Result<Value> {
     {
         bail!("--key {key:?} must be 1..64 of [A-Za-z0-9_-]");
     }
-    let settings = SessionSettings::from_config(
-        &config.config.mqtt,
-        config.config_dir(),
-        config.client_id(),
-        config.max_frame_bytes(),
-    )?;
+    let settings = SessionSettings::of_node(config)?;
     let id = format!("call-{:016x}", random_u64());
     let nonce = format!("{:016x}{:016x}", random_u64(), random_u64());
     let payload = request_payload(&config.topic_root(), call, &id, UnixMs::now(), &nonce);

@@ -38,6 +38,12 @@ pub fn packet_limit(max_frame_bytes: usize) -> usize {
 }
 
 impl SessionSettings {
+    /// The settings of the node of `config` (the service's session and `heldar-edge call`):
+    /// its `[mqtt]` table, files beside the config, its client id and frame size.
+    pub fn of_node(config: &crate::config::LoadedConfig) -> Result<Self> {
+        Self::from_config(&config.config.mqtt, config.config_dir(), config.client_id(), config.max_frame_bytes())
+    }
+
     /// The settings of the `[mqtt]` table `mqtt`, its files resolved against `config_dir`;
     /// packets up to `max_frame_bytes` (a frame and its header) can be sent.
     pub fn from_config(

@@ -62,12 +62,7 @@ pub struct Session {
 
 /// Starts the broker session with the node's subscriptions.
 pub fn start_session(config: &LoadedConfig, store: &Store) -> Result<Session> {
-    let settings = SessionSettings::from_config(
-        &config.config.mqtt,
-        config.config_dir(),
-        config.client_id(),
-        config.max_frame_bytes(),
-    )?;
+    let settings = SessionSettings::of_node(config)?;
     let topics = Topics::new(config.topic_root());
     let (status_tx, statuses) = mpsc::channel(64);
     let (detections_tx, detections) = mpsc::channel(256);
