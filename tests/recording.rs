@@ -2,7 +2,8 @@
 //! ffmpeg: segments close and are indexed at once, outages give one offline
 //! event, a recorded gap and an online event, a `kill -9` leaves a playable
 //! segment that the next start indexes, and bad sources keep retrying
-//! without disturbing the others.
+//! without disturbing the others; a deletion or a write that a crash cut
+//! short is finished or re-probed at the next start.
 
 mod support;
 
@@ -231,4 +232,39 @@ async fn a_recorder_starts_at_once_and_runs_never_share_a_file() {
     let files: std::collections::BTreeSet<String> = node.segments("now").into_iter().map(|r| r.path).collect();
     assert!(files.iter().all(|f| f.ends_with(".mp4") && f.contains('-')), "{files:?}");
     assert!(node.terminate(15 * SECOND).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_cut_by_a_crash_and_data_a_power_cut_took_back_are_finished_at_start() {
+    let dir = TempDir::new("garbage");
+    let broker = Broker::start(&dir.join("broker"));
+    let source = "lavfi:testsrc2=size=320x240:rate=10";
+    let mut node = Node::configure(&dir.0, "gbg", &broker.url(), &camera_toml("gate", source, 2, "sample_fps = 0\n"));
+    node.start(&[]);
+    support::wait_for(30 * SECOND, "three segments", || node.segments("gate").len() >= 3);
+    assert!(node.terminate(20 * SECOND).success());
+    let rows = node.segments("gate");
+    let (doomed, shrunk) = (&rows[0], &rows[1]);
+    // A sweep cut between its two steps: the row moved to `garbage`, the file still there.
+    let conn = rusqlite::Connection::open(node.index()).expect("index");
+    conn.execute("DELETE FROM segments WHERE path = ?1", [&doomed.path]).expect("row out");
+    conn.execute("INSERT INTO garbage (path, camera) VALUES (?1, 'gate')", [&doomed.path]).expect("garbage");
+    drop(conn);
+    // A power cut that took back the tail of a file its row counted whole.
+    let file = std::fs::OpenOptions::new().write(true).open(node.segment_file(shrunk)).expect("open");
+    file.set_len(shrunk.bytes as u64 * 2 / 3).expect("truncate");
+    drop(file);
+
+    node.start(&[]);
+    support::wait_for(30 * SECOND, "reconciliation", || node.log().contains("index and disk reconciled"));
+    assert!(!node.segment_file(doomed).exists(), "the garbage file is deleted, not indexed again");
+    assert_eq!(node.count("SELECT count(*) FROM garbage"), 0);
+    assert!(node.segments("gate").iter().all(|r| r.path != doomed.path));
+    let again = node.segments("gate").into_iter().find(|r| r.path == shrunk.path).expect("shrunk file re-indexed");
+    let on_disk = std::fs::metadata(node.segment_file(&again)).expect("file").len() as i64;
+    assert_eq!(again.bytes, on_disk, "the row follows the disk");
+    assert!(again.bytes < shrunk.bytes && again.end_ms < shrunk.end_ms, "{again:?} vs {shrunk:?}");
+    assert_eq!(again.start_ms, shrunk.start_ms, "its start is kept");
+    assert!(support::plays(&node.segment_file(&again)), "the trimmed segment plays");
+    assert!(node.terminate(20 * SECOND).success());
 }

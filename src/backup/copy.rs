@@ -122,6 +122,10 @@ pub async fn copy_file(
         }
     }
     tokio::fs::rename(&partial, &dest).await.with_context(|| format!("renaming {}", partial.display()))?;
+    // The rename is durable only with its directory: synced before the manifest says `done`.
+    if let Some(dir) = dest.parent() {
+        tokio::fs::File::open(dir).await?.sync_all().await.with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(Copied { bytes, sha256 })
 }
 

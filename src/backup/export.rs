@@ -196,6 +196,9 @@ fn write_archive(
     let (bytes, sha256) = (out.bytes, hex(&out.hasher.finalize_reset()));
     out.inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&partial, &request.out).with_context(|| format!("renaming {}", partial.display()))?;
+    if let Some(dir) = request.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(ExportResult { path: request.out.clone(), bytes, sha256, files: rows.len() })
 }
 

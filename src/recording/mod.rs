@@ -2,6 +2,7 @@
 //! reconciliation of disk and index at start-up.
 
 pub mod fragments;
+pub mod garbage;
 pub mod index;
 pub mod layout;
 pub mod locks;

@@ -1,10 +1,13 @@
 //! Start-up reconciliation of the disk and the index: files without rows are
 //! probed and indexed (a segment cut by a crash included, its half-written
 //! last fragment trimmed off), removed when they hold no frame, or
-//! quarantined when they do not play; rows without files are dropped. Runs before any
+//! quarantined when they do not play; rows without files are dropped, rows of
+//! files shorter than the row probed again; deletions a crash left in the
+//! `garbage` table are finished first. Runs before any
 //! recorder starts, one day directory at a time so memory stays small.
 
 use super::fragments;
+use super::garbage;
 use super::index::{self, NewSegment};
 use super::layout;
 use crate::store::Store;
@@ -12,7 +15,7 @@ use crate::wallclock::UnixMs;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where unplayable files go, under the recordings directory.
@@ -32,6 +35,10 @@ pub struct ReconcileReport {
     pub trimmed: usize,
     /// Rows whose file is gone, dropped.
     pub rows_dropped: usize,
+    /// Files shorter than their row (data a power cut took back): probed and indexed again.
+    pub shrunk: usize,
+    /// Deletions a crash left half-done, finished.
+    pub garbage: usize,
 }
 
 /// What ffprobe says of a segment.
@@ -81,9 +88,13 @@ fn prefix_end(prefix: &str) -> String {
     format!("{}0", prefix.trim_end_matches('/'))
 }
 
-fn rows_under(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<(i64, String)>> {
-    let mut stmt = conn.prepare_cached("SELECT id, path FROM segments WHERE path >= ?1 AND path < ?2")?;
-    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+/// Rows under `prefix`: id, path, bytes, start.
+fn rows_under(conn: &Connection, prefix: &str) -> rusqlite::Result<Vec<(i64, String, u64, UnixMs)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, path, bytes, start_ms FROM segments WHERE path >= ?1 AND path < ?2")?;
+    let rows = stmt.query_map(params![prefix, prefix_end(prefix)], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64, UnixMs(r.get(3)?)))
+    })?;
     rows.collect()
 }
 
@@ -95,9 +106,9 @@ fn sorted_dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Reconciles `recordings_dir` with the index.
+/// Reconciles `recordings_dir` with the index, after finishing the deletions a crash left.
 pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> Result<ReconcileReport> {
-    let mut report = ReconcileReport::default();
+    let mut report = ReconcileReport { garbage: garbage::collect(store, recordings_dir).await?, ..Default::default() };
     let today = layout::day_dir("", UnixMs::now());
     for camera in sorted_dir_names(recordings_dir) {
         let camera_dir = recordings_dir.join(&camera);
@@ -109,39 +120,8 @@ pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> 
             if !day_dir.is_dir() {
                 continue;
             }
-            let prefix = format!("{camera}/{day}/");
-            let files: HashSet<String> = sorted_dir_names(&day_dir)
-                .into_iter()
-                .filter(|f| f.ends_with(".mp4"))
-                .map(|f| format!("{prefix}{f}"))
-                .collect();
-            let rows: HashMap<String, i64> = store
-                .call({
-                    let prefix = prefix.clone();
-                    move |conn| rows_under(conn, &prefix)
-                })
-                .await?
-                .into_iter()
-                .map(|(id, path)| (path, id))
-                .collect();
-            let orphans: Vec<i64> = rows.iter().filter(|(path, _)| !files.contains(*path)).map(|(_, id)| *id).collect();
-            report.rows_dropped += drop_rows(store, orphans).await?;
-            let mut unindexed: Vec<&String> = files.iter().filter(|f| !rows.contains_key(*f)).collect();
-            unindexed.sort();
-            for relative in unindexed {
-                match index_file(store, recordings_dir, relative, ffprobe, &mut report).await? {
-                    Found::Indexed => report.indexed += 1,
-                    Found::Empty => {
-                        remove_empty(recordings_dir, relative);
-                        report.removed += 1;
-                    }
-                    Found::Unplayable => {
-                        quarantine(recordings_dir, relative)?;
-                        report.quarantined += 1;
-                    }
-                }
-            }
-            if files.is_empty() && format!("/{day}") < today {
+            let empty = reconcile_day(store, recordings_dir, &format!("{camera}/{day}/"), ffprobe, &mut report).await?;
+            if empty && format!("/{day}") < today {
                 let _ = std::fs::remove_dir(&day_dir);
             }
         }
@@ -153,11 +133,79 @@ pub async fn reconcile(store: &Store, recordings_dir: &Path, ffprobe: &Path) -> 
             quarantined = report.quarantined,
             removed = report.removed,
             trimmed = report.trimmed,
+            shrunk = report.shrunk,
             rows_dropped = report.rows_dropped,
+            garbage = report.garbage,
             "index and disk reconciled"
         );
     }
     Ok(report)
+}
+
+/// Reconciles one day directory (`prefix` is `camera/day/`); true when it holds no segment.
+async fn reconcile_day(
+    store: &Store,
+    recordings_dir: &Path,
+    prefix: &str,
+    ffprobe: &Path,
+    report: &mut ReconcileReport,
+) -> Result<bool> {
+    let files = {
+        let (dir, prefix) = (recordings_dir.join(prefix), prefix.to_string());
+        tokio::task::spawn_blocking(move || segment_sizes(&dir, &prefix)).await?
+    };
+    let rows = store.call({
+        let prefix = prefix.to_string();
+        move |conn| rows_under(conn, &prefix)
+    });
+    let rows: HashMap<String, (i64, u64, UnixMs)> =
+        rows.await?.into_iter().map(|(id, path, bytes, start)| (path, (id, bytes, start))).collect();
+    let orphans: Vec<i64> = rows.iter().filter(|(path, _)| !files.contains_key(*path)).map(|(_, r)| r.0).collect();
+    report.rows_dropped += drop_rows(store, orphans).await?;
+    // A file shorter than its row lost data the row counted (a power cut before the data
+    // reached the disk): its row goes and the file is looked at again like an unindexed one.
+    let shrunk: Vec<(i64, String, UnixMs)> = rows
+        .iter()
+        .filter(|(path, (_, bytes, _))| files.get(*path).is_some_and(|size| size < bytes))
+        .map(|(path, (id, _, start))| (*id, path.clone(), *start))
+        .collect();
+    report.shrunk += shrunk.len();
+    report.rows_dropped += drop_rows(store, shrunk.iter().map(|s| s.0).collect()).await?;
+    let mut unindexed: Vec<(String, Option<UnixMs>)> =
+        files.keys().filter(|f| !rows.contains_key(*f)).map(|f| (f.clone(), None)).collect();
+    unindexed.extend(shrunk.into_iter().map(|(_, path, start)| (path, Some(start))));
+    unindexed.sort();
+    for (relative, start) in unindexed {
+        let path = relative.clone();
+        if store.call(move |conn| garbage::is_garbage(conn, &path)).await? {
+            continue;
+        }
+        match index_file(store, recordings_dir, &relative, start, ffprobe, report).await? {
+            Found::Indexed => report.indexed += 1,
+            Found::Empty => {
+                remove_empty(recordings_dir, &relative);
+                report.removed += 1;
+            }
+            Found::Unplayable => {
+                quarantine(recordings_dir, &relative)?;
+                report.quarantined += 1;
+            }
+        }
+    }
+    Ok(files.is_empty())
+}
+
+/// The `.mp4` files of a day directory (relative paths under `prefix`) with their sizes.
+fn segment_sizes(dir: &Path, prefix: &str) -> HashMap<String, u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return HashMap::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let size = e.metadata().ok().filter(|m| m.is_file())?.len();
+            name.ends_with(".mp4").then(|| (format!("{prefix}{name}"), size))
+        })
+        .collect()
 }
 
 async fn drop_rows(store: &Store, ids: Vec<i64>) -> Result<usize> {
@@ -178,10 +226,12 @@ enum Found {
     Unplayable,
 }
 
+/// Probes and indexes one file; `start` is its former row's start when it had one.
 async fn index_file(
     store: &Store,
     recordings_dir: &Path,
     relative: &str,
+    start: Option<UnixMs>,
     ffprobe: &Path,
     report: &mut ReconcileReport,
 ) -> Result<Found> {
@@ -202,11 +252,12 @@ async fn index_file(
     }
     let Some(probe) = probe(ffprobe, &full).await else { return Ok(Found::Unplayable) };
     let bytes = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
+    let start = start.unwrap_or(name.opened);
     let segment = NewSegment {
         camera: name.camera,
         path: relative.to_string(),
-        start: name.opened,
-        end: UnixMs(name.opened.0 + (probe.duration_s * 1000.0).round() as i64),
+        start,
+        end: UnixMs(start.0 + (probe.duration_s * 1000.0).round() as i64),
         bytes,
         codec: probe.codec,
         width: probe.width,

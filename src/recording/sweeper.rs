@@ -1,7 +1,8 @@
 //! The retention sweep: ages footage out per camera, then frees space oldest
-//! first, never touching locked or in-use segments; deletes file then row, in
-//! batches (a crash between the two is repaired by reconciliation).
+//! first, never touching locked or in-use segments; deletes through the `garbage`
+//! table, a page at a time.
 
+use super::garbage;
 use super::index::{self, SegmentRow};
 use super::retention::{self, Candidate, Limits, Reason, Space};
 use crate::config::LoadedConfig;
@@ -141,6 +142,7 @@ impl Sweeper {
     /// command wait for each other).
     pub async fn sweep(&self, now: UnixMs) -> Result<SweepReport> {
         let _one_at_a_time = SWEEPING.lock().await;
+        garbage::collect(&self.store, &self.recordings_dir).await?;
         let mut report = SweepReport::default();
         let (free, total) = self.measure().await?;
         let recordings: u64 = self.store.call(index::camera_totals).await?.iter().map(|t| t.bytes).sum();
@@ -211,23 +213,22 @@ impl Sweeper {
         if plan.is_empty() {
             return Ok(());
         }
-        let by_id: HashMap<i64, &SegmentRow> = page.iter().map(|r| (r.id, r)).collect();
-        let doomed: Vec<(i64, String)> =
-            plan.iter().filter_map(|(id, _)| by_id.get(id).map(|row| (*id, row.segment.path.clone()))).collect();
-        // Unlinks block: off the runtime thread, so recording, MQTT and the watchdog go on.
-        let dir = self.recordings_dir.clone();
-        let deleted = tokio::task::spawn_blocking(move || unlink_all(&dir, &doomed)).await?;
-        let mut ids = Vec::with_capacity(deleted.len());
-        for (id, reason) in &plan {
-            let Some(row) = by_id.get(id).filter(|_| deleted.contains(id)) else { continue };
-            report.freed += row.segment.bytes;
-            match reason {
-                Reason::Age => report.aged += 1,
-                Reason::Space => report.for_space += 1,
+        let ids: Vec<i64> = plan.iter().map(|(id, _)| *id).collect();
+        // Rows out first, in one transaction: the index never points at a deleted file.
+        let doomed = self.store.call(move |conn| garbage::move_to_garbage(conn, &ids)).await?;
+        let reasons: HashMap<i64, Reason> = plan.into_iter().collect();
+        for d in &doomed {
+            report.freed += d.bytes;
+            match reasons.get(&d.id) {
+                Some(Reason::Age) => report.aged += 1,
+                _ => report.for_space += 1,
             }
-            ids.push(*id);
         }
-        self.store.call(move |conn| index::delete_segments(conn, &ids)).await?;
+        // Unlinks and directory syncs block: off the runtime thread, so recording, MQTT and
+        // the watchdog go on.
+        let (dir, paths) = (self.recordings_dir.clone(), doomed.into_iter().map(|d| d.path).collect::<Vec<_>>());
+        let gone = tokio::task::spawn_blocking(move || garbage::unlink_and_sync(&dir, &paths, UnixMs::now())).await?;
+        self.store.call(move |conn| garbage::drop_garbage(conn, &gone)).await?;
         Ok(())
     }
 
@@ -312,28 +313,6 @@ impl Sweeper {
 
 /// One sweep at a time in this process (and so, with the data directory's lock, on it).
 static SWEEPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Deletes the segment files of `doomed` (id, relative path) and their day directories once
-/// empty; returns the ids whose file is gone (deleted or already missing).
-fn unlink_all(recordings_dir: &Path, doomed: &[(i64, String)]) -> std::collections::HashSet<i64> {
-    let mut gone = std::collections::HashSet::with_capacity(doomed.len());
-    for (id, path) in doomed {
-        let file = recordings_dir.join(path);
-        match std::fs::remove_file(&file) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path, error = %e, "segment not deleted");
-                continue;
-            }
-        }
-        if let Some(day) = file.parent() {
-            let _ = std::fs::remove_dir(day);
-        }
-        gone.insert(*id);
-    }
-    gone
-}
 
 fn distinct_cameras(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT camera FROM camera_totals WHERE segments > 0 ORDER BY camera")?;

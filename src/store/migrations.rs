@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_backup", include_str!("../../migrations/0004_backup.sql")),
     ("0005_commands", include_str!("../../migrations/0005_commands.sql")),
     ("0006_nonces_by_key", include_str!("../../migrations/0006_nonces_by_key.sql")),
+    ("0007_garbage", include_str!("../../migrations/0007_garbage.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.
