@@ -1,5 +1,5 @@
 //! What a camera's supervisor reports: health events through the outbox (a
-//! gap also into the index) and its retained state.
+//! gap also into the index, in the same transaction) and its retained state.
 
 use super::health::{CameraHealth, HealthEvent};
 use super::state::{Measures, state_payload};
@@ -14,35 +14,31 @@ impl CameraSupervisor {
     pub(super) async fn emit_health(&self, events: &[HealthEvent]) {
         for event in events {
             let now = UnixMs::now();
-            let new = match event {
+            let camera = self.camera.id.as_str();
+            let (new, gap) = match event {
                 HealthEvent::Online => {
-                    tracing::info!(camera = %self.camera.id.as_str(), "camera online");
-                    NewEvent::new(EventType::CameraOnline, Some(self.camera.id.as_str()), now)
+                    tracing::info!(camera = %camera, "camera online");
+                    (NewEvent::new(EventType::CameraOnline, Some(camera), now), None)
                 }
                 HealthEvent::Offline { reason } => {
-                    tracing::warn!(camera = %self.camera.id.as_str(), reason = %reason, "camera offline");
-                    NewEvent::new(EventType::CameraOffline, Some(self.camera.id.as_str()), now)
-                        .with("reason", reason.as_str())
+                    tracing::warn!(camera = %camera, reason = %reason, "camera offline");
+                    (NewEvent::new(EventType::CameraOffline, Some(camera), now).with("reason", reason.as_str()), None)
                 }
                 HealthEvent::Gap { start, end, reason } => {
-                    let gap = Gap {
-                        camera: self.camera.id.as_str().to_string(),
-                        start: *start,
-                        end: *end,
-                        reason: reason.clone(),
-                    };
-                    if let Err(e) = self.store.call(move |conn| index::insert_gap(conn, &gap)).await {
-                        tracing::error!(camera = %self.camera.id.as_str(), error = %e, "gap not recorded");
-                    }
-                    NewEvent::new(EventType::RecordingGap, Some(self.camera.id.as_str()), now)
+                    let event = NewEvent::new(EventType::RecordingGap, Some(camera), now)
                         .with("from", start.to_rfc3339())
                         .with("to", end.to_rfc3339())
                         .with("duration_s", (end.0 - start.0) as f64 / 1000.0)
-                        .with("reason", reason.as_str())
+                        .with("reason", reason.as_str());
+                    let gap = Gap { camera: camera.to_string(), start: *start, end: *end, reason: reason.clone() };
+                    (event, Some(gap))
                 }
             };
-            if let Err(e) = self.events.emit(new).await {
-                tracing::error!(camera = %self.camera.id.as_str(), error = %e, "event not stored");
+            // A gap row and its event are one fact: one transaction.
+            let stored =
+                self.events.emit_with(new, move |conn, _| gap.map(|g| index::insert_gap(conn, &g)).transpose());
+            if let Err(e) = stored.await {
+                tracing::error!(camera = %camera, error = %e, "event not stored");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! What each command does, against the running node. Every function returns
 //! the reply's `result` or a typed error; nothing here publishes the reply.
 
+use super::journal::{self, AuditEntry};
 use super::reply::{CommandError, Outcome};
 use super::request::{self, Request};
 use crate::backup::export::{self, ExportRequest};
@@ -117,8 +118,8 @@ impl Host {
         Ok(status)
     }
 
-    /// `lock`: an evidence lock per camera over the window.
-    pub async fn lock(&self, request: &Request) -> Outcome {
+    /// `lock`: an evidence lock per camera over the window; `audit` is written with them.
+    pub async fn lock(&self, request: &Request, audit: Option<AuditEntry>) -> Outcome {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
@@ -142,13 +143,15 @@ impl Host {
         let ids = self
             .store
             .call(move |conn| {
-                cameras
+                let ids = cameras
                     .into_iter()
                     .map(|camera| {
                         let lock = NewLock { camera: camera.clone(), from, to, event_id: None, reason: reason.clone() };
                         locks::insert_lock(conn, &lock, now).map(|id| (id, camera))
                     })
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                audit.map(|entry| journal::audit(conn, &entry)).transpose()?;
+                Ok(ids)
             })
             .await
             .map_err(failed)?;
@@ -159,8 +162,9 @@ impl Host {
         Ok(json!({"id": ids.first().map(|(id, _)| *id), "locks": locks}))
     }
 
-    /// `unlock`: removes locks by id, or those of the cameras lying inside a window.
-    pub async fn unlock(&self, request: &Request) -> Outcome {
+    /// `unlock`: removes locks by id, or those of the cameras lying inside a window; `audit`
+    /// is written with the removal.
+    pub async fn unlock(&self, request: &Request, audit: Option<AuditEntry>) -> Outcome {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Args {
@@ -179,7 +183,18 @@ impl Host {
             }
             _ => return Err(bad_request("give either id, or from and to (and optionally cameras)")),
         };
-        let removed = self.store.call(move |conn| locks::remove_locks(conn, &selection)).await.map_err(failed)?;
+        let removed = self
+            .store
+            .call(move |conn| {
+                let removed = locks::remove_locks(conn, &selection)?;
+                // Nothing removed is a failure the router audits on its own.
+                if !removed.is_empty() {
+                    audit.map(|entry| journal::audit(conn, &entry)).transpose()?;
+                }
+                Ok(removed)
+            })
+            .await
+            .map_err(failed)?;
         if removed.is_empty() {
             return Err(not_found("no lock matches".into()));
         }

@@ -201,16 +201,19 @@ async fn handle(request: &Request, authorized: Authorized, host: &Host) -> Outco
         }
     }
     tracing::info!(id = %request.id, command = %request.name, key = authorized.key.as_deref().unwrap_or("-"), "command");
-    let outcome = run(request, host).await;
-    if changes_something(&request.name) {
-        let entry = AuditEntry {
-            ts: now,
-            key: authorized.key,
-            command: request.name.clone(),
-            request_id: request.id.clone(),
-            args_sha256: format!("{:x}", Sha256::digest(request.args.as_bytes())),
-            result: outcome.as_ref().map(|_| ()).map_err(|e| format!("{}: {}", e.code.as_str(), e.message)),
-        };
+    let audit = changes_something(&request.name).then(|| AuditEntry {
+        ts: now,
+        key: authorized.key,
+        command: request.name.clone(),
+        request_id: request.id.clone(),
+        args_sha256: format!("{:x}", Sha256::digest(request.args.as_bytes())),
+        result: Ok(()),
+    });
+    let outcome = run(request, host, audit.clone()).await;
+    // `lock` and `unlock` audit their success in the transaction of their effect.
+    let audited = outcome.is_ok() && matches!(request.name.as_str(), "lock" | "unlock");
+    if let Some(mut entry) = audit.filter(|_| !audited) {
+        entry.result = outcome.as_ref().map(|_| ()).map_err(|e| format!("{}: {}", e.code.as_str(), e.message));
         if let Err(e) = host.store.call(move |conn| journal::audit(conn, &entry)).await {
             tracing::error!(error = %e, "command not audited");
         }
@@ -218,11 +221,11 @@ async fn handle(request: &Request, authorized: Authorized, host: &Host) -> Outco
     outcome
 }
 
-async fn run(request: &Request, host: &Host) -> Outcome {
+async fn run(request: &Request, host: &Host, audit: Option<AuditEntry>) -> Outcome {
     match request.name.as_str() {
         "status" => host.status().await,
-        "lock" => host.lock(request).await,
-        "unlock" => host.unlock(request).await,
+        "lock" => host.lock(request, audit).await,
+        "unlock" => host.unlock(request, audit).await,
         "export" => host.export(request).await,
         "backup" => host.backup(request).await,
         "sweep" => host.sweep().await,

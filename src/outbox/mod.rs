@@ -125,8 +125,25 @@ impl EventSink {
 
     /// Persists `event` and hands it to the session; resolves once it is durable.
     pub async fn emit(&self, event: NewEvent) -> Result<StoredEvent> {
+        Ok(self.emit_with(event, |_, _| Ok(())).await?.0)
+    }
+
+    /// Persists `event` and what `with` writes beside it (the lock it takes, the gap it
+    /// reports) as one fact: both commit or neither does.
+    pub async fn emit_with<R, F>(&self, event: NewEvent, with: F) -> Result<(StoredEvent, R)>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &StoredEvent) -> rusqlite::Result<R> + Send + 'static,
+    {
         let (prefix, max) = (self.id_prefix, self.outbox_max);
-        let stored = self.store.call(move |conn| insert_event(conn, &event, prefix, max, UnixMs::now())).await?;
+        let stored = self
+            .store
+            .call(move |conn| {
+                let stored = insert_event(conn, &event, prefix, max, UnixMs::now())?;
+                let companion = with(conn, &stored)?;
+                Ok((stored, companion))
+            })
+            .await?;
         self.wake.notify_one();
         Ok(stored)
     }
@@ -201,5 +218,28 @@ mod tests {
         assert_eq!(total, 2, "sent rows beyond outbox_max are pruned");
         assert_eq!(insert_event(&conn, &test_event(), 1, 2, UnixMs(7)).expect("next").seq, 6);
         assert_eq!(counts(&conn).expect("counts").dropped, 0);
+    }
+
+    #[tokio::test]
+    async fn an_event_and_its_companion_commit_together_or_not_at_all() {
+        let dir = std::env::temp_dir().join(format!("heldar-outbox-with-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, thread) = Store::open(&dir.join("index.db")).expect("open");
+        let sink = EventSink::new(store.clone(), Arc::new(Notify::new()), 100);
+        let failed =
+            sink.emit_with(test_event(), |conn, _| conn.execute("INSERT INTO no_such_table VALUES (1)", [])).await;
+        assert!(failed.is_err());
+        let (stored, rows) = sink
+            .emit_with(test_event(), |conn, stored| {
+                conn.execute("UPDATE node_state SET value = ?1 WHERE key = 'outbox_dropped'", [stored.seq])
+            })
+            .await
+            .expect("emit");
+        assert_eq!((stored.seq, rows), (1, 1), "the failed companion took its event (and seq) with it");
+        let counts = store.call(counts).await.expect("counts");
+        assert_eq!(counts, OutboxCounts { unsent: 1, dropped: 1, last_seq: 1 });
+        drop((sink, store));
+        thread.join();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

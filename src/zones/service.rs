@@ -140,72 +140,50 @@ impl ZoneService {
         let Some(engine) = self.engines.get(camera) else { return };
         let Some(zone) = engine.zones().get(event.zone) else { return };
         let ts = ms(event.at);
-        let seconds = |d: &embassy_time::Duration| d.as_millis() as f64 / 1000.0;
-        let mut new = match &event.kind {
-            ZoneEventKind::Enter => NewEvent::new(EventType::ZoneEnter, Some(camera), ts),
-            ZoneEventKind::Exit { dwell } => {
-                NewEvent::new(EventType::ZoneExit, Some(camera), ts).with("dwell_s", seconds(dwell))
-            }
-            ZoneEventKind::Dwell { dwell } => {
-                NewEvent::new(EventType::ZoneDwell, Some(camera), ts).with("dwell_s", seconds(dwell))
-            }
-            ZoneEventKind::Cross { ab } => {
-                NewEvent::new(EventType::ZoneCross, Some(camera), ts).with("direction", if *ab { "ab" } else { "ba" })
-            }
-            ZoneEventKind::Count { count, reached } => NewEvent::new(EventType::ZoneCount, Some(camera), ts)
-                .with("count", *count)
-                .with("state", if *reached { "reached" } else { "below" }),
-        };
-        new = new.with("zone", zone.id.as_str());
-        if let Some(track) = &event.track {
-            new = new
-                .with("label", track.label.as_str())
-                .with("track_id", track.id.as_str())
-                .with("confidence", (track.confidence * 1000.0).round() / 1000.0)
-                .with("bbox", track.bbox.to_vec());
-        }
-        let stored = match self.events.emit(new).await {
-            Ok(stored) => stored,
+        let new = zone_event(camera, &zone.id, &event, ts);
+        let visit = event.track.as_ref().map(|t| (camera.to_string(), event.zone, t.id.clone()));
+        let until = UnixMs(ts.0 + self.post_roll.as_millis() as i64);
+        let ongoing = matches!(event.kind, ZoneEventKind::Exit { .. } | ZoneEventKind::Dwell { .. })
+            && visit.as_ref().is_some_and(|v| visits.contains_key(v));
+        // A lock zone's event and the lock it takes are one fact: one transaction.
+        let lock = (zone.lock && !ongoing).then(|| NewLock {
+            camera: camera.to_string(),
+            from: UnixMs(ts.0 - self.pre_roll.as_millis() as i64),
+            to: until,
+            event_id: None,
+            reason: format!("{} in zone {}", kind_name(&event.kind), zone.id),
+        });
+        let emitted = self
+            .events
+            .emit_with(new, move |conn, stored| match lock {
+                Some(mut lock) => {
+                    lock.event_id = Some(stored.id.clone());
+                    locks::insert_lock(conn, &lock, UnixMs::now()).map(Some)
+                }
+                None => Ok(None),
+            })
+            .await;
+        let lock_id = match emitted {
+            Ok((_, lock_id)) => lock_id,
             Err(e) => {
-                tracing::error!(camera, zone = %zone.id, error = %e, "zone event not stored");
+                tracing::error!(camera, zone = %zone.id, error = %e, "zone event and its lock not stored");
                 return;
             }
         };
         self.count(|c| c.events += 1);
-        if !zone.lock {
-            return;
-        }
-        let visit = event.track.as_ref().map(|t| (camera.to_string(), event.zone, t.id.clone()));
-        let until = UnixMs(ts.0 + self.post_roll.as_millis() as i64);
-        match (&event.kind, visit) {
-            (ZoneEventKind::Exit { .. } | ZoneEventKind::Dwell { .. }, Some(visit)) if visits.contains_key(&visit) => {
-                let lock = if matches!(event.kind, ZoneEventKind::Exit { .. }) {
-                    visits.remove(&visit).map(|(id, _)| id)
-                } else {
-                    visits.get(&visit).map(|(id, _)| *id)
-                };
-                if let Some(id) = lock {
-                    self.extend(id, until).await;
-                }
+        if let Some(id) = lock_id {
+            self.count(|c| c.locks += 1);
+            if let (ZoneEventKind::Enter, Some(visit)) = (&event.kind, visit) {
+                visits.insert(visit, (id, std::time::Instant::now()));
             }
-            (kind, visit) => {
-                let lock = NewLock {
-                    camera: camera.to_string(),
-                    from: UnixMs(ts.0 - self.pre_roll.as_millis() as i64),
-                    to: until,
-                    event_id: Some(stored.id.clone()),
-                    reason: format!("{} in zone {}", kind_name(kind), zone.id),
-                };
-                let inserted = self.store.call(move |conn| locks::insert_lock(conn, &lock, UnixMs::now())).await;
-                match inserted {
-                    Ok(id) => {
-                        self.count(|c| c.locks += 1);
-                        if let (ZoneEventKind::Enter, Some(visit)) = (kind, visit) {
-                            visits.insert(visit, (id, std::time::Instant::now()));
-                        }
-                    }
-                    Err(e) => tracing::error!(camera, zone = %zone.id, error = %e, "evidence lock not recorded"),
-                }
+        } else if ongoing && let Some(visit) = visit {
+            let lock = if matches!(event.kind, ZoneEventKind::Exit { .. }) {
+                visits.remove(&visit).map(|(id, _)| id)
+            } else {
+                visits.get(&visit).map(|(id, _)| *id)
+            };
+            if let Some(id) = lock {
+                self.extend(id, until).await;
             }
         }
     }
@@ -272,5 +250,34 @@ fn kind_name(kind: &ZoneEventKind) -> &'static str {
         ZoneEventKind::Dwell { .. } => "zone_dwell",
         ZoneEventKind::Cross { .. } => "zone_cross",
         ZoneEventKind::Count { .. } => "zone_count",
+    }
+}
+
+/// The outbox event of a zone event.
+fn zone_event(camera: &str, zone: &str, event: &ZoneEvent, ts: UnixMs) -> NewEvent {
+    let seconds = |d: &embassy_time::Duration| d.as_millis() as f64 / 1000.0;
+    let new = match &event.kind {
+        ZoneEventKind::Enter => NewEvent::new(EventType::ZoneEnter, Some(camera), ts),
+        ZoneEventKind::Exit { dwell } => {
+            NewEvent::new(EventType::ZoneExit, Some(camera), ts).with("dwell_s", seconds(dwell))
+        }
+        ZoneEventKind::Dwell { dwell } => {
+            NewEvent::new(EventType::ZoneDwell, Some(camera), ts).with("dwell_s", seconds(dwell))
+        }
+        ZoneEventKind::Cross { ab } => {
+            NewEvent::new(EventType::ZoneCross, Some(camera), ts).with("direction", if *ab { "ab" } else { "ba" })
+        }
+        ZoneEventKind::Count { count, reached } => NewEvent::new(EventType::ZoneCount, Some(camera), ts)
+            .with("count", *count)
+            .with("state", if *reached { "reached" } else { "below" }),
+    };
+    let new = new.with("zone", zone);
+    match &event.track {
+        Some(track) => new
+            .with("label", track.label.as_str())
+            .with("track_id", track.id.as_str())
+            .with("confidence", (track.confidence * 1000.0).round() / 1000.0)
+            .with("bbox", track.bbox.to_vec()),
+        None => new,
     }
 }
