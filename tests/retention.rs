@@ -5,38 +5,11 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Broker, Message, Node, TempDir, Watcher};
+use support::{Broker, Message, Node, TempDir, Tmpfs, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// A tmpfs of `size` mounted at `dir`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(dir).expect("mount point");
-        let status =
-            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "mounting a tmpfs failed: the retention test needs root (CI runs as root); run scripts/test as root"
-        );
-        Self(dir.to_path_buf())
-    }
-
-    fn free(&self) -> u64 {
-        heldar_edge::recording::sweeper::disk_space(&self.0).expect("statvfs").0
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 fn lock_all_time(node: &Node, camera: &str, from_ms: i64, to_ms: i64) {
     let conn = rusqlite::Connection::open(node.index()).expect("index");

@@ -18,6 +18,8 @@ pub enum CameraState {
     Offline,
     /// `record = "off"`.
     Disabled,
+    /// Paused by the storage guard: the disk was about to fill with locked footage.
+    Paused,
 }
 
 impl CameraState {
@@ -28,6 +30,7 @@ impl CameraState {
             Self::Recording => "recording",
             Self::Offline => "offline",
             Self::Disabled => "disabled",
+            Self::Paused => "paused",
         }
     }
 }
@@ -154,9 +157,21 @@ impl CameraHealth {
         self.set_state(CameraState::Disabled, now);
     }
 
-    /// Recording was turned back on at `now`.
+    /// The storage guard paused recording at `now` for `why`: a gap from here, and `why`
+    /// in the camera's state.
+    pub fn on_paused(&mut self, now: UnixMs, why: &str) {
+        if self.gap_from.is_none() {
+            self.gap_from = Some((self.last_segment_end.unwrap_or(now), why.to_string()));
+        }
+        self.offline_announced = false;
+        self.last_error = Some(why.to_string());
+        self.set_state(CameraState::Paused, now);
+    }
+
+    /// Recording was turned back on (or resumed) at `now`.
     pub fn on_enabled(&mut self, now: UnixMs) {
-        if self.state == CameraState::Disabled {
+        if matches!(self.state, CameraState::Disabled | CameraState::Paused) {
+            self.last_error = None;
             self.set_state(CameraState::Connecting, now);
         }
     }
@@ -249,5 +264,20 @@ mod tests {
         assert_eq!(h.reconnects(), 0);
         assert_eq!(h.last_error(), Some("401 Unauthorized"));
         assert_eq!(h.on_data(UnixMs(5000)), [HealthEvent::Online]);
+    }
+
+    #[test]
+    fn a_storage_pause_says_why_and_leaves_one_gap() {
+        let mut h = CameraHealth::new(UnixMs(0), None, false);
+        h.on_segment(UnixMs(0), UnixMs(10_000));
+        h.on_paused(UnixMs(11_000), "storage full");
+        assert_eq!((h.state(), h.last_error()), (CameraState::Paused, Some("storage full")));
+        h.on_enabled(UnixMs(30_000));
+        assert_eq!((h.state(), h.last_error()), (CameraState::Connecting, None));
+        let back = h.on_segment(UnixMs(31_000), UnixMs(40_000));
+        assert_eq!(
+            back,
+            [HealthEvent::Gap { start: UnixMs(10_000), end: UnixMs(31_000), reason: "storage full".into() }]
+        );
     }
 }

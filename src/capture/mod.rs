@@ -4,6 +4,7 @@
 //! one into an index row, and the supervisor (`supervisor.rs`) is the state
 //! machine around them: the seam where another recorder can plug in.
 
+pub mod controls;
 pub mod ffmpeg;
 pub mod health;
 pub mod modes;

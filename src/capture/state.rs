@@ -29,8 +29,10 @@ pub fn state_payload(health: &CameraHealth, measures: &Measures) -> serde_json::
         "last_segment_end": health.last_segment_end().map(UnixMs::to_rfc3339),
         "reconnects": health.reconnects(),
     });
-    if let (Some(error), false) = (health.last_error(), recording) {
-        value["error"] = error.into();
+    match (health.last_error(), health.state()) {
+        (Some(why), CameraState::Paused) => value["reason"] = why.into(),
+        (Some(error), state) if state != CameraState::Recording => value["error"] = error.into(),
+        _ => {}
     }
     if let Some(format) = &measures.format {
         value["v4l2"] = json!({

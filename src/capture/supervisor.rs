@@ -3,6 +3,7 @@
 //! (`segments.rs`), watches for stalls, restarts with capped backoff, and
 //! reports the camera's state and events.
 
+use super::controls::{Controls, Hold, Signal};
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
 use super::health::{CameraHealth, CameraState};
 use super::recorder::{self, Feeder, Recorder};
@@ -19,6 +20,7 @@ use crate::store::Store;
 use crate::sys::backoff::{Backoff, clock_jitter};
 use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -65,6 +67,8 @@ pub struct CameraSupervisor {
     /// Counts wall-clock steps: on each, the recorder closes its segment and starts anew, so
     /// its segments take the new time and never reuse a name.
     pub clock_steps: watch::Receiver<u64>,
+    /// The cameras the storage guard paused: this one records only while it is not among them.
+    pub storage_pauses: watch::Receiver<BTreeSet<String>>,
 }
 
 /// Measurements of the current ffmpeg run.
@@ -94,16 +98,14 @@ struct Camera<'a> {
     measures: &'a mut Measures,
 }
 
-/// What ends or pauses a run: the service stopping, the recording mode.
-type Controls<'a> = (&'a mut watch::Receiver<bool>, &'a mut watch::Receiver<RecordMode>);
-
 impl CameraSupervisor {
     fn id(&self) -> &str {
         &self.camera.id
     }
 
-    /// Supervises the camera until `stop` turns true; records while `mode` is not `Off`.
-    pub async fn run(self, mut stop: watch::Receiver<bool>, mut mode: watch::Receiver<RecordMode>) {
+    /// Supervises the camera until `stop` turns true; records while `mode` is not `Off` and
+    /// the storage guard has not paused it.
+    pub async fn run(self, stop: watch::Receiver<bool>, mode: watch::Receiver<RecordMode>) {
         let camera = self.id().to_string();
         let last_end = match self.store.call(move |conn| index::last_segment_end(conn, &camera)).await {
             Ok(end) => end,
@@ -112,20 +114,21 @@ impl CameraSupervisor {
                 None
             }
         };
-        let mut health = CameraHealth::new(UnixMs::now(), last_end, *mode.borrow() == RecordMode::Off);
+        let mut controls = Controls::new(stop, mode, self.storage_pauses.clone());
+        let mut health = CameraHealth::new(UnixMs::now(), last_end, controls.held(self.id()) == Some(Hold::Off));
         let mut measures = Measures::default();
         self.publish_state(&health, &measures);
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
-            if *mode.borrow_and_update() == RecordMode::Off {
-                if !self.wait_while_off(&mut health, &measures, (&mut stop, &mut mode)).await {
+            if let Some(hold) = controls.held(self.id()) {
+                if !self.wait_while_held(hold, &mut health, &measures, &mut controls).await {
                     return;
                 }
                 continue;
             }
             health.on_enabled(UnixMs::now());
             let mut state = Camera { health: &mut health, measures: &mut measures };
-            let healthy = match self.record_once(&mut state, (&mut stop, &mut mode)).await {
+            let healthy = match self.record_once(&mut state, &mut controls).await {
                 Outcome::Stopped => return,
                 Outcome::Paused => continue,
                 Outcome::Failed { why, ran, delivered } => {
@@ -143,8 +146,7 @@ impl CameraSupervisor {
             let stopping = beating(&self.heartbeat, async {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => false,
-                    () = stopped(&mut stop) => true,
-                    _ = mode.changed() => false,
+                    signal = controls.next() => signal == Signal::Stop,
                 }
             })
             .await;
@@ -154,26 +156,26 @@ impl CameraSupervisor {
         }
     }
 
-    /// Waits while recording is off; `false` when the service stops meanwhile.
-    async fn wait_while_off(&self, health: &mut CameraHealth, measures: &Measures, (stop, mode): Controls<'_>) -> bool {
-        health.on_disabled(UnixMs::now());
-        self.publish_state(health, measures);
-        tracing::info!(camera = %self.id(), "recording off");
-        let turned = beating(&self.heartbeat, async {
-            tokio::select! {
-                () = stopped(stop) => false,
-                changed = mode.changed() => changed.is_ok(),
-            }
-        })
-        .await;
-        if !turned {
-            beating(&self.heartbeat, stopped(stop)).await;
+    /// Waits while recording is held (off, or paused for storage); `false` when the service
+    /// stops meanwhile.
+    async fn wait_while_held(
+        &self,
+        hold: Hold,
+        health: &mut CameraHealth,
+        measures: &Measures,
+        controls: &mut Controls,
+    ) -> bool {
+        match hold {
+            Hold::Off => health.on_disabled(UnixMs::now()),
+            Hold::Storage => health.on_paused(UnixMs::now(), hold.why()),
         }
-        turned
+        self.publish_state(health, measures);
+        tracing::info!(camera = %self.id(), why = hold.why(), "not recording");
+        beating(&self.heartbeat, controls.next()).await == Signal::Changed
     }
 
     /// Starts one run of the recorder and watches it to its end.
-    async fn record_once(&self, camera: &mut Camera<'_>, controls: Controls<'_>) -> Outcome {
+    async fn record_once(&self, camera: &mut Camera<'_>, controls: &mut Controls) -> Outcome {
         ensure_day_dirs(&self.recordings_dir, self.id());
         // Started at once: the run's token keeps its file names apart from the last run's,
         // even within the same second.
@@ -218,7 +220,7 @@ impl CameraSupervisor {
     }
 
     /// Follows a running recorder until it exits.
-    async fn watch(&self, recorder: Recorder, camera: &mut Camera<'_>, (stop, mode): Controls<'_>) -> Outcome {
+    async fn watch(&self, recorder: Recorder, camera: &mut Camera<'_>, controls: &mut Controls) -> Outcome {
         let Recorder { mut child, stdout, stderr, feeder } = recorder;
         let mut watching = Watching {
             list: Some(BufReader::new(stdout).lines()),
@@ -240,7 +242,6 @@ impl CameraSupervisor {
             paused: false,
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut mode_open = true;
         let mut clock_steps = self.clock_steps.clone();
         clock_steps.mark_unchanged();
         while watching.list.is_some() || watching.log.is_some() {
@@ -254,29 +255,27 @@ impl CameraSupervisor {
                     None => watching.log = None,
                 },
                 _ = tick.tick() => self.on_tick(&mut watching, &mut child, camera).await,
-                () = stopped(stop), if watching.stopping.is_none() => {
-                    watching.stop("stopped").await;
-                }
+                signal = controls.next(), if watching.stopping.is_none() => match (signal, controls.held(self.id())) {
+                    (Signal::Stop, _) => watching.stop("stopped").await,
+                    (Signal::Changed, Some(hold)) => {
+                        // Like a stop: the last segment is closed and indexed.
+                        watching.stop(hold.why()).await;
+                        watching.paused = true;
+                    }
+                    (Signal::Changed, None) => {}
+                },
                 Ok(()) = clock_steps.changed(), if watching.stopping.is_none() => {
                     // Like a pause: the segment closes on the old time, the next run starts at once.
                     tracing::info!(camera = %self.id(), "the wall clock was stepped: a new segment starts");
                     watching.stop("clock step").await;
                     watching.paused = true;
                 }
-                changed = mode.changed(), if watching.stopping.is_none() && mode_open => {
-                    mode_open = changed.is_ok();
-                    if *mode.borrow() == RecordMode::Off {
-                        // Like a stop: the last segment is closed and indexed.
-                        watching.stop("recording off").await;
-                        watching.paused = true;
-                    }
-                }
             }
         }
         recorder::finish(watching.feeder.take()).await;
         let status = child.wait().await;
         self.states.set_writing(self.id(), None);
-        if *stop.borrow() {
+        if controls.stopping() {
             return Outcome::Stopped;
         }
         if watching.paused {
@@ -420,11 +419,6 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Option<Lines<
         Some(lines) => lines.next_line().await.ok().flatten(),
         None => std::future::pending().await,
     }
-}
-
-/// Resolves once the service asks the cameras to stop.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 fn should_log(logged: &mut (Instant, u32)) -> bool {

@@ -14,6 +14,7 @@ use crate::config::LoadedConfig;
 use crate::config::schema::{DestinationKind, RecordMode};
 use crate::mqtt::MqttHandle;
 use crate::protocol::ErrorCode;
+use crate::recording::guard::StorageGuard;
 use crate::recording::locks::{self, NewLock};
 use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::stats::StatsSources;
@@ -57,6 +58,8 @@ pub struct Host {
     pub snapshots: Snapshots,
     /// Camera states and the segments being written.
     pub cameras: CameraStates,
+    /// The storage guard, told when footage is unlocked.
+    pub storage: StorageGuard,
 }
 
 fn not_found(message: String) -> CommandError {
@@ -198,6 +201,8 @@ impl Host {
         if removed.is_empty() {
             return Err(not_found("no lock matches".into()));
         }
+        // Recorders paused for storage may resume once the sweep can delete this footage.
+        self.storage.wake();
         Ok(json!({"removed": removed.len(), "ids": removed}))
     }
 

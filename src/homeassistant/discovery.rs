@@ -83,7 +83,7 @@ fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, comm
         "sensor",
         json!({"name": format!("{} recording", camera.id), "state_topic": state,
                "value_template": "{{ value_json.state }}", "device_class": "enum",
-               "options": ["connecting", "recording", "offline", "disabled"], "icon": "mdi:cctv"}),
+               "options": ["connecting", "recording", "offline", "disabled", "paused"], "icon": "mdi:cctv"}),
     );
     c.add(
         format!("{cam}_snapshot"),

@@ -27,6 +27,10 @@ pub enum EventType {
     RecordingGap,
     /// Storage is short and only locked footage is left to delete.
     StoragePressure,
+    /// A camera's recorder was paused: the disk was about to fill with locked footage.
+    RecordingPaused,
+    /// A recorder paused for storage records again.
+    RecordingResumed,
     /// The wall clock was stepped (more than 2 s against the boot clock).
     ClockStep,
     /// A backup job finished.
@@ -65,6 +69,8 @@ impl EventType {
             Self::CameraOffline => "camera_offline",
             Self::RecordingGap => "recording_gap",
             Self::StoragePressure => "storage_pressure",
+            Self::RecordingPaused => "recording_paused",
+            Self::RecordingResumed => "recording_resumed",
             Self::ClockStep => "clock_step",
             Self::BackupDone => "backup_done",
             Self::BackupFailed => "backup_failed",
@@ -80,7 +86,7 @@ impl EventType {
             Self::CameraOffline | Self::RecordingGap | Self::BackupFailed | Self::WorkerOffline | Self::ClockStep => {
                 Severity::Warning
             }
-            Self::StoragePressure => Severity::Critical,
+            Self::StoragePressure | Self::RecordingPaused => Severity::Critical,
             _ => Severity::Info,
         }
     }

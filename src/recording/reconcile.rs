@@ -294,6 +294,32 @@ fn quarantine(recordings_dir: &Path, relative: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes quarantined files last modified before `cutoff` (quarantine is bounded by the
+/// longest retention), and the directories they leave empty; returns the files deleted.
+pub fn prune_quarantine(recordings_dir: &Path, cutoff: UnixMs) -> usize {
+    fn prune(dir: &Path, cutoff: std::time::SystemTime) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let mut deleted = 0;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => {
+                    deleted += prune(&path, cutoff);
+                    let _ = std::fs::remove_dir(&path);
+                }
+                Ok(m) if m.modified().is_ok_and(|t| t < cutoff) && std::fs::remove_file(&path).is_ok() => {
+                    tracing::info!(path = %path.display(), "quarantined file older than retention deleted");
+                    deleted += 1;
+                }
+                _ => {}
+            }
+        }
+        deleted
+    }
+    let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff.0.max(0) as u64);
+    prune(&recordings_dir.join(QUARANTINE_DIR), cutoff)
+}
+
 /// Drops rows under day directories that no longer exist, seeking from one directory to the next.
 async fn drop_rows_of_missing_dirs(store: &Store, recordings_dir: &Path) -> Result<usize> {
     let mut after = String::new();
@@ -340,6 +366,20 @@ mod tests {
         assert_eq!(parse_probe("{}"), None);
         assert_eq!(parse_probe(r#"{"streams":[{}],"format":{"duration":"0.000"}}"#), None);
         assert_eq!(parse_probe("not json"), None);
+    }
+
+    #[test]
+    fn quarantine_keeps_what_is_younger_than_retention() {
+        let dir = std::env::temp_dir().join(format!("heldar-quarantine-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let day = dir.join(QUARANTINE_DIR).join("cam/2026-01-01");
+        std::fs::create_dir_all(&day).expect("dir");
+        std::fs::write(day.join("000000.mp4"), b"x").expect("file");
+        assert_eq!(prune_quarantine(&dir, UnixMs(0)), 0, "younger than the cutoff");
+        assert!(day.join("000000.mp4").exists());
+        assert_eq!(prune_quarantine(&dir, UnixMs(UnixMs::now().0 + 60_000)), 1);
+        assert!(!dir.join(QUARANTINE_DIR).join("cam").exists(), "empty directories go too");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -47,13 +47,15 @@ pub struct Limits {
     pub min_free_percent: f64,
     /// `storage.max_bytes`.
     pub max_bytes: Option<u64>,
+    /// Bytes kept free beyond the floor for the writes to come (from the write rate).
+    pub ahead: u64,
 }
 
 impl Space {
     /// True when free space or the recordings total is out of bounds.
     pub fn short(&self, limits: &Limits) -> bool {
         let floor = (self.total as f64 * limits.min_free_percent / 100.0).ceil() as u64;
-        self.free < floor || limits.max_bytes.is_some_and(|max| self.recordings > max)
+        self.free < floor.saturating_add(limits.ahead) || limits.max_bytes.is_some_and(|max| self.recordings > max)
     }
 
     fn freed(&mut self, bytes: u64) {
@@ -116,6 +118,7 @@ mod tests {
             continuous_cutoffs: BTreeMap::new(),
             min_free_percent,
             max_bytes,
+            ahead: 0,
         }
     }
 
@@ -170,6 +173,15 @@ mod tests {
         assert_eq!(plan(&segments, &events, &mut space), [(2, Reason::Age)], "kept: forced, newer than retain_days");
         events.continuous_cutoffs.insert("a".into(), UnixMs(100));
         assert_eq!(plan(&[forced], &events, &mut space), [(1, Reason::Age)]);
+    }
+
+    #[test]
+    fn room_for_the_writes_to_come_is_freed_beyond_the_floor() {
+        let segments = [seg(1, "a", 100, 50), seg(2, "a", 200, 50)];
+        let mut space = Space { free: 120, total: 1000, recordings: 100 };
+        let mut ahead = limits(&[], 10.0, None);
+        ahead.ahead = 30;
+        assert_eq!(plan(&segments, &ahead, &mut space), [(1, Reason::Space)], "120 free < 100 floor + 30 ahead");
     }
 
     #[test]

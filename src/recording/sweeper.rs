@@ -4,17 +4,17 @@
 
 use super::garbage;
 use super::index::{self, SegmentRow};
+use super::reconcile;
 use super::retention::{self, Candidate, Limits, Reason, Space};
 use crate::config::LoadedConfig;
 use crate::config::schema::RecordMode;
-use crate::outbox::{EventSink, EventType, NewEvent};
 use crate::store::Store;
+pub use crate::sys::disk::disk_space;
 use crate::wallclock::UnixMs;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rusqlite::{Connection, params};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// A camera's span of time in ms: an evidence lock, or a window of forced continuous recording.
@@ -73,8 +73,10 @@ pub struct SweepReport {
     pub for_space: usize,
     /// Bytes freed.
     pub freed: u64,
-    /// Storage is still short: only locked or in-use footage is left.
+    /// Storage is still under its floor (or over `max_bytes`): only locked or in-use footage is left.
     pub short: bool,
+    /// The room asked ahead of the floor could not be freed either.
+    pub stuck: bool,
 }
 
 /// Retention settings from the config.
@@ -87,18 +89,7 @@ pub struct Sweeper {
     min_free_percent: f64,
     max_bytes: Option<u64>,
     reads: ReadLocks,
-}
-
-/// Free and total bytes of the file system holding `dir`.
-pub fn disk_space(dir: &Path) -> Result<(u64, u64)> {
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).context("path with a NUL byte")?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("statvfs {}", dir.display()));
-    }
-    let unit = stat.f_frsize as u64;
-    Ok((stat.f_bavail as u64 * unit, stat.f_blocks as u64 * unit))
+    recording: Vec<String>,
 }
 
 impl Sweeper {
@@ -113,7 +104,29 @@ impl Sweeper {
             min_free_percent: config.config.storage.min_free_percent,
             max_bytes: config.config.storage.max_bytes.map(|b| b.0),
             reads,
+            recording: config
+                .config
+                .cameras
+                .iter()
+                .filter(|c| c.record != RecordMode::Off)
+                .map(|c| c.id.clone())
+                .collect(),
         }
+    }
+
+    /// The free-space floor in bytes on a file system of `total` bytes.
+    pub fn floor(&self, total: u64) -> u64 {
+        (total as f64 * self.min_free_percent / 100.0).ceil() as u64
+    }
+
+    /// `storage.min_free_percent`.
+    pub fn min_free_percent(&self) -> f64 {
+        self.min_free_percent
+    }
+
+    /// The cameras that record, most important first (the order of the config file).
+    pub fn recording_cameras(&self) -> &[String] {
+        &self.recording
     }
 
     fn cutoff(&self, camera: &str, now: UnixMs) -> UnixMs {
@@ -128,7 +141,7 @@ impl Sweeper {
 
     /// Free and total bytes of the recordings file system, measured off the runtime thread;
     /// (0, 0) while the directory does not exist (nothing recorded yet).
-    async fn measure(&self) -> Result<(u64, u64)> {
+    pub async fn measure(&self) -> Result<(u64, u64)> {
         let dir = self.recordings_dir.clone();
         tokio::task::spawn_blocking(move || match disk_space(&dir) {
             Ok(space) => Ok(space),
@@ -141,8 +154,16 @@ impl Sweeper {
     /// One sweep at `now`; one at a time in the process (the periodic one and a `sweep`
     /// command wait for each other).
     pub async fn sweep(&self, now: UnixMs) -> Result<SweepReport> {
+        self.sweep_ahead(now, 0).await
+    }
+
+    /// One sweep at `now` that also frees `ahead` bytes beyond the floor, for the writes to come.
+    pub async fn sweep_ahead(&self, now: UnixMs, ahead: u64) -> Result<SweepReport> {
         let _one_at_a_time = SWEEPING.lock().await;
         garbage::collect(&self.store, &self.recordings_dir).await?;
+        let longest = self.retain.values().map(|(_, days)| *days).max().unwrap_or(ORPHAN_RETAIN_DAYS);
+        let (dir, cutoff) = (self.recordings_dir.clone(), UnixMs(now.0 - longest as i64 * 86_400_000));
+        tokio::task::spawn_blocking(move || reconcile::prune_quarantine(&dir, cutoff)).await?;
         let mut report = SweepReport::default();
         let (free, total) = self.measure().await?;
         let recordings: u64 = self.store.call(index::camera_totals).await?.iter().map(|t| t.bytes).sum();
@@ -162,6 +183,7 @@ impl Sweeper {
                 continuous_cutoffs,
                 min_free_percent: 0.0,
                 max_bytes: None,
+                ahead: 0,
             };
             let mut after = (i64::MIN, i64::MIN);
             loop {
@@ -180,6 +202,7 @@ impl Sweeper {
             continuous_cutoffs: BTreeMap::new(),
             min_free_percent: self.min_free_percent,
             max_bytes: self.max_bytes,
+            ahead,
         };
         let mut after = (i64::MIN, i64::MIN);
         while space.short(&limits) {
@@ -190,7 +213,8 @@ impl Sweeper {
             // its next commit, and measuring then would delete more than needed.
             self.apply(&page, &limits, &mut space, &mut report).await?;
         }
-        report.short = space.short(&limits);
+        report.stuck = space.short(&limits);
+        report.short = space.short(&Limits { ahead: 0, ..limits });
         self.store.call(prune_locks_and_gaps).await?;
         Ok(report)
     }
@@ -272,43 +296,6 @@ impl Sweeper {
             })
             .collect())
     }
-
-    /// Sweeps every `interval`, emitting `storage_pressure` once per episode of shortage.
-    /// `pressure` says whether an episode is going on; it outlives this sweeper, so a reload
-    /// (which starts a new one) does not announce the same episode again.
-    pub async fn run(self, events: EventSink, interval: std::time::Duration, pressure: Arc<AtomicBool>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let report = match self.sweep(UnixMs::now()).await {
-                Ok(report) => report,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "retention sweep failed");
-                    continue;
-                }
-            };
-            if report.aged + report.for_space > 0 {
-                tracing::info!(
-                    aged = report.aged,
-                    for_space = report.for_space,
-                    freed = report.freed,
-                    "retention swept"
-                );
-            }
-            if !pressure.swap(report.short, Ordering::Relaxed) && report.short {
-                tracing::warn!("storage short and only locked or in-use footage is left: recording goes on");
-                let (free, total) = disk_space(&self.recordings_dir).unwrap_or((0, 0));
-                let event = NewEvent::new(EventType::StoragePressure, None, UnixMs::now())
-                    .with("free_bytes", free)
-                    .with("total_bytes", total)
-                    .with("min_free_percent", self.min_free_percent);
-                if let Err(e) = events.emit(event).await {
-                    tracing::error!(error = %e, "storage_pressure not stored");
-                }
-            }
-        }
-    }
 }
 
 /// One sweep at a time in this process (and so, with the data directory's lock, on it).
@@ -388,11 +375,5 @@ mod tests {
         assert!(reads.in_use(2));
         drop(b);
         assert!(!reads.in_use(2));
-    }
-
-    #[test]
-    fn disk_space_reads_the_file_system() {
-        let (free, total) = disk_space(Path::new("/")).expect("statvfs");
-        assert!(total > 0 && free <= total);
     }
 }

@@ -16,7 +16,7 @@ use crate::sampler::camera::{CameraSampler, SamplerBoard};
 use crate::sampler::planner::PlannedCamera;
 use crate::store::Store;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,8 @@ pub struct CameraDeps {
     pub frames: (usize, usize),
     /// Counts wall-clock steps: each one starts every recorder anew on the new time.
     pub clock_steps: watch::Receiver<u64>,
+    /// Cameras whose recorder the storage guard paused.
+    pub storage_pauses: watch::Receiver<BTreeSet<String>>,
 }
 
 struct RunningCamera {
@@ -140,6 +142,7 @@ impl CameraSet {
             sampler,
             heartbeat: Heartbeat::new(),
             clock_steps: deps.clock_steps.clone(),
+            storage_pauses: deps.storage_pauses.clone(),
         };
         let heartbeat = supervisor.heartbeat.clone();
         let (stop, stopped) = watch::channel(false);

@@ -14,6 +14,7 @@ use crate::config::LoadedConfig;
 use crate::mqtt::MqttHandle;
 use crate::offers::WorkerSummary;
 use crate::outbox::EventSink;
+use crate::recording::guard::StorageGuard;
 use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::sampler::camera::SamplerBoard;
 use crate::sampler::planner::Planner;
@@ -23,7 +24,6 @@ use crate::wallclock::UnixMs;
 use crate::zones::service::ZoneUpdate;
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -42,8 +42,8 @@ pub struct Node {
     reads: ReadLocks,
     reporting: JobReporting,
     tasks: ConfigTasks,
-    /// A `storage_pressure` episode is going on (kept across reloads: announced once).
-    storage_pressure: Arc<AtomicBool>,
+    /// Paused recorders and the `storage_pressure` episode, kept across reloads.
+    storage: StorageGuard,
     background: Vec<JoinHandle<()>>,
     session: Option<JoinHandle<()>>,
     /// This process's hold on `data_dir`: one writer at a time.
@@ -107,7 +107,7 @@ impl Node {
             reads: shared.reads,
             reporting,
             tasks: ConfigTasks::default(),
-            storage_pressure: Arc::default(),
+            storage: shared.storage.clone(),
             background,
             session: Some(session.task),
             _lock: lock,
@@ -187,7 +187,7 @@ impl Node {
         tasks::replace(&mut self.tasks.planner, Some(tokio::spawn(planner.run())));
         let sweeper = Sweeper::new(config, self.store.clone(), self.reads.clone());
         let every = Duration::from_secs(config.config.storage.sweep_interval_s);
-        let sweeping = tokio::spawn(sweeper.run(self.reporting.events.clone(), every, self.storage_pressure.clone()));
+        let sweeping = tokio::spawn(self.storage.clone().run(sweeper, self.reporting.events.clone(), every));
         tasks::replace(&mut self.tasks.sweeper, Some(sweeping));
         if backups {
             let scheduler = (!config.config.backup.policies.is_empty()).then(|| {
@@ -240,5 +240,6 @@ fn camera_deps(
         encoder: config.board.ffmpeg.h264_encoder.clone(),
         frames: (limits.frame_slots, limits.max_frame_bytes.0 as usize),
         clock_steps,
+        storage_pauses: shared.storage.pauses(),
     }
 }

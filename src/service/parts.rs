@@ -13,6 +13,7 @@ use crate::mqtt::{self, IncomingMessage, MqttHandle, SessionSettings, Subscripti
 use crate::offers::{OfferedFrames, WorkerSummary};
 use crate::outbox::{EventSink, EventType, NewEvent};
 use crate::protocol::Topics;
+use crate::recording::guard::StorageGuard;
 use crate::recording::sweeper::ReadLocks;
 use crate::sampler::camera::SamplerBoard;
 use crate::stats::StatsSources;
@@ -109,6 +110,8 @@ pub struct Shared {
     pub reads: ReadLocks,
     /// Wall-clock steps seen since start.
     pub clock_steps: Arc<std::sync::atomic::AtomicU64>,
+    /// The storage guard's memory (paused recorders, the pressure episode), across reloads.
+    pub storage: StorageGuard,
 }
 
 impl Shared {
@@ -124,6 +127,7 @@ impl Shared {
             zones: Arc::default(),
             reads: ReadLocks::default(),
             clock_steps: Arc::default(),
+            storage: StorageGuard::default(),
         }
     }
 }
@@ -254,6 +258,7 @@ pub fn start_commands(
         modes: parts.modes,
         snapshots,
         cameras: shared.cameras.clone(),
+        storage: shared.storage.clone(),
     };
     let router = CommandRouter {
         incoming: commands,

@@ -2,8 +2,10 @@
 //! bounded channel, so no async task ever blocks on SQLite. Jobs that queue up
 //! run together in one transaction (each in its own savepoint), which keeps
 //! writes batched on SD cards; a job's result is delivered after the commit is durable.
+//! A reserve file beside the database keeps room for commits on a full disk.
 
 pub mod migrations;
+pub mod reserve;
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::Connection;
@@ -62,7 +64,10 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Job>(STORE_QUEUE);
         let thread = std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || run_store(conn, rx))
+            .spawn({
+                let reserve = reserve::IndexReserve::beside(path);
+                move || run_store(conn, rx, reserve)
+            })
             .context("starting the store thread")?;
         Ok((Store { tx, path: path.to_path_buf() }, StoreThread(thread)))
     }
@@ -116,7 +121,7 @@ where
     (job, reply_rx)
 }
 
-fn run_store(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn run_store(mut conn: Connection, mut rx: mpsc::Receiver<Job>, mut reserve: reserve::IndexReserve) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while let Some(job) = rx.blocking_recv() {
         batch.push(job);
@@ -126,7 +131,11 @@ fn run_store(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, &mut batch);
+        reserve.keep();
+        if run_batch(&mut conn, &mut batch) == Err(rusqlite::ErrorCode::DiskFull) {
+            // Too late for this batch: the next one gets the reserve's room.
+            reserve.release();
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "index checkpoint at close failed");
@@ -136,7 +145,8 @@ fn run_store(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+/// Runs a batch in one transaction; the SQLite error code when the commit failed.
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> Result<(), rusqlite::ErrorCode> {
     let mut delivers = Vec::with_capacity(batch.len());
     let commit = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
@@ -152,6 +162,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         }
         tx.commit()
     })();
+    let code = commit.as_ref().err().map(|e| e.sqlite_error_code().unwrap_or(rusqlite::ErrorCode::Unknown));
     let commit = commit.map_err(|e| {
         tracing::error!(error = %e, "index transaction failed");
         e.to_string()
@@ -160,6 +171,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         deliver(commit.clone());
     }
     batch.clear();
+    code.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

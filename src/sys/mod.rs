@@ -1,9 +1,10 @@
 //! Small helpers at the edge to the operating system: finding and spawning
 //! programs, scrubbing secrets out of what they print, retry backoff, rate
-//! limits. A leaf: it depends on nothing else in the crate.
+//! limits, free space. A leaf: it depends on nothing else in the crate.
 
 pub mod backoff;
 pub mod clock;
+pub mod disk;
 pub mod lock;
 pub mod process;
 pub mod rate;

@@ -596,3 +596,29 @@ impl FakeClock {
         node.start_with_env(&[], &env);
     }
 }
+
+/// A tmpfs of `size` mounted at `dir`, unmounted when dropped.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "mounting a tmpfs failed: tests of a full disk need root (CI runs as root); run scripts/test as root"
+        );
+        Self(dir.to_path_buf())
+    }
+
+    pub fn free(&self) -> u64 {
+        heldar_edge::recording::sweeper::disk_space(&self.0).expect("statvfs").0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

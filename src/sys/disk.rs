@@ -1,0 +1,27 @@
+//! Free space of a file system.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Free and total bytes of the file system holding `dir`.
+pub fn disk_space(dir: &Path) -> Result<(u64, u64)> {
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).context("path with a NUL byte")?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("statvfs {}", dir.display()));
+    }
+    let unit = stat.f_frsize as u64;
+    Ok((stat.f_bavail as u64 * unit, stat.f_blocks as u64 * unit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_reads_the_file_system() {
+        let (free, total) = disk_space(Path::new("/")).expect("statvfs");
+        assert!(total > 0 && free <= total);
+    }
+}
