@@ -1,8 +1,9 @@
 //! Clock steps while recording (the service and its ffmpeg under libfaketime,
 //! as on a board whose clock NTP or an operator steps): back 40 s (a multiple
-//! of the segment length, so names would repeat) and forward a day. Each step
+//! of the segment length, so names would repeat), back an hour, and forward two
+//! days past a one-day retention, with the sweeper running every 2 s. Each step
 //! gives one `clock_step`; no file is overwritten, no row re-timed, nothing
-//! deleted, and recording goes on.
+//! deleted (retention judges age by the boot clock), and recording goes on.
 
 mod support;
 
@@ -33,8 +34,9 @@ fn check_disk(node: &Node, rows: &[SegmentRow]) -> BTreeMap<String, (i64, i64)> 
 async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
     let dir = TempDir::new("clock-steps");
     let broker = Broker::start(&dir.join("broker"));
-    let camera = "\n[[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nsegment_s = 2\n\
-                  sample_fps = 0\nretain_days = 7\n";
+    let camera = "\n[storage]\nsweep_interval_s = 2\n\n\
+                  [[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nsegment_s = 2\n\
+                  sample_fps = 0\nretain_days = 1\n";
     let mut node = Node::configure(&dir.0, "clk", &broker.url(), camera);
     let clock = FakeClock::new(&dir.0);
     let mut events = Watcher::connect(broker.port, "clock-events", true, &["heldar/clk/events/#"]).await;
@@ -42,7 +44,7 @@ async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
     support::wait_for(30 * SECOND, "4 segments", || node.segments("cam").len() >= 4);
     let before = check_disk(&node, &node.segments("cam"));
 
-    for (offset_s, expected_s) in [(-40i64, -40.0f64), (-40 + 86_400, 86_400.0)] {
+    for (offset_s, expected_s) in [(-40i64, -40.0f64), (-3640, -3600.0), (-3640 + 172_800, 172_800.0)] {
         clock.set_offset(offset_s);
         let seen = events.collect(15 * SECOND, |m| !steps(m).is_empty()).await;
         let step = steps(&seen);
@@ -56,7 +58,7 @@ async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
     }
     let after = check_disk(&node, &node.segments("cam"));
     for (path, times) in &before {
-        assert_eq!(after.get(path), Some(times), "{path} kept its file and its times through both steps");
+        assert_eq!(after.get(path), Some(times), "{path} kept its file and its times through the steps");
     }
     assert!(node.terminate(20 * SECOND).success());
 }

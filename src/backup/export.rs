@@ -76,7 +76,13 @@ pub async fn export(
         bail!("the window is empty: --to must be after --from");
     }
     let (cameras, from, to) = (request.cameras.clone(), request.from, request.to);
-    let rows: Vec<SegmentRow> = store.call(move |conn| index::segments_overlapping(conn, &cameras, from, to)).await?;
+    let (rows, unsynced): (Vec<SegmentRow>, Vec<i64>) = store
+        .call(move |conn| {
+            let rows = index::segments_overlapping(conn, &cameras, from, to)?;
+            let unsynced = index::unsynced_among(conn, &rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
+            Ok((rows, unsynced))
+        })
+        .await?;
     if rows.is_empty() {
         return Err(NoFootage(format!("no footage of {} between {from} and {to}", describe(&request.cameras))).into());
     }
@@ -93,7 +99,7 @@ pub async fn export(
     };
     let _reading = reads.hold(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
     let recordings_dir = recordings_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, &rows, &request, ffmpeg.as_deref()))
+    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, (&rows, &unsynced), &request, ffmpeg.as_deref()))
         .await
         .context("export task")?
 }
@@ -132,9 +138,10 @@ fn describe(cameras: &[String]) -> String {
     if cameras.is_empty() { "any camera".to_string() } else { cameras.join(", ") }
 }
 
+/// Writes the archive of `rows` (`unsynced`: the ids recorded on an unsynchronised clock).
 fn write_archive(
     recordings_dir: &Path,
-    rows: &[SegmentRow],
+    (rows, unsynced): (&[SegmentRow], &[i64]),
     request: &ExportRequest,
     ffmpeg: Option<&Path>,
 ) -> Result<ExportResult> {
@@ -178,6 +185,7 @@ fn write_archive(
         manifest.push(json!({
             "path": s.path, "camera": s.camera, "start": start.to_rfc3339(), "end": end.to_rfc3339(),
             "bytes": size, "sha256": hex(&hasher.finalize()), "cut": source == cut_file,
+            "clock_unsynchronised": unsynced.contains(&row.id),
         }));
     }
     let _ = std::fs::remove_file(&cut_file);

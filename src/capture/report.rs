@@ -46,7 +46,9 @@ impl CameraSupervisor {
     /// Publishes the camera's retained state and keeps it for `P/stats`.
     pub(super) fn publish_state(&self, health: &CameraHealth, measures: &Measures) {
         let topic = self.mqtt.topics().camera_state(self.camera.id.as_str());
-        let payload = state_payload(health, measures);
+        let mut payload = state_payload(health, measures);
+        // Whether the times of what it records now can be trusted (no RTC, no NTP yet: false).
+        payload["clock_synchronised"] = crate::sys::clock::synchronised().into();
         self.mqtt.publish(topic, payload.to_string(), QoS::AtLeastOnce, true);
         self.states.set(self.camera.id.as_str(), payload);
     }

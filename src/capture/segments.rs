@@ -2,10 +2,12 @@
 //! is, its wall-clock times, its size.
 
 use super::ffmpeg::ListedSegment;
-use crate::recording::index::{self, NewSegment};
+use crate::recording::index::{self, ClockStamp, NewSegment};
 use crate::recording::layout;
 use crate::store::Store;
+use crate::sys::clock::{max_slew_ms, slew};
 use crate::wallclock::UnixMs;
+use rusqlite::OptionalExtension;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -20,8 +22,11 @@ pub struct SegmentIndexer {
     camera: String,
     recordings_dir: PathBuf,
     store: Store,
-    /// Wall time (ms) of the run's stream time 0, fixed at its first segment.
+    /// Wall time (ms) of the run's stream time 0: set at its first segment, then moved
+    /// toward the wall clock at each segment by at most `MAX_SLEW_PPM` of its duration.
     anchor_ms: Option<i64>,
+    /// End of the last segment this run indexed.
+    last_end: Option<UnixMs>,
     opened: VecDeque<String>,
     /// Paths this run indexed lately: ffmpeg names segments by the second they open in, so
     /// a segment shorter than a second (the first of an RTSP run, say) is overwritten by
@@ -37,6 +42,7 @@ impl SegmentIndexer {
             recordings_dir: recordings_dir.to_path_buf(),
             store,
             anchor_ms: None,
+            last_end: None,
             opened: VecDeque::new(),
             indexed: VecDeque::new(),
         }
@@ -53,11 +59,7 @@ impl SegmentIndexer {
     /// Syncs a closed segment and its directory, then indexes it; returns its row (also when
     /// the index refused it), or `None` when its file is not on disk or could not be synced.
     pub async fn index(&mut self, listed: ListedSegment, video: Option<&VideoFormat>) -> Option<NewSegment> {
-        let now = UnixMs::now();
-        // The stream clock is mapped to wall time once per run, so segments of a run are contiguous.
-        let anchor = *self.anchor_ms.get_or_insert(now.0 - (listed.end_s * 1000.0).round() as i64);
-        let start = UnixMs(anchor + (listed.start_s * 1000.0).round() as i64);
-        let end = UnixMs(anchor + (listed.end_s * 1000.0).round() as i64);
+        let (start, end) = self.times(&listed, UnixMs::now());
         let Some(relative) = self.resolve(&listed.file, start) else {
             tracing::error!(camera = %self.camera, file = %listed.file, "closed segment not found on disk");
             return None;
@@ -93,13 +95,15 @@ impl SegmentIndexer {
             }
         }
         let stored = self.store.call({
-            let segment = segment.clone();
+            let (segment, stamp) = (segment.clone(), ClockStamp::now());
             move |conn| {
                 if overwritten {
-                    index::replace_segment(conn, &segment).map(|_| 0)
-                } else {
-                    index::insert_segment(conn, &segment)
+                    index::replace_segment(conn, &segment)?;
+                } else if index::insert_segment(conn, &segment).optional()?.is_none() {
+                    // Refused (a row of another run has this path): its stamp stays too.
+                    return Err(rusqlite::Error::QueryReturnedNoRows);
                 }
+                index::stamp_clock(conn, &segment.path, &stamp)
             }
         });
         let (camera, path, duration_ms) = (&self.camera, &segment.path, end.0 - start.0);
@@ -108,6 +112,27 @@ impl SegmentIndexer {
             Err(e) => tracing::error!(camera = %camera, path = %path, error = %e, "segment not indexed"),
         }
         Some(segment)
+    }
+
+    /// The wall-clock times of a listed segment closed at `now`: the stream clock mapped
+    /// through the run's anchor, which follows the wall clock with bounded slew, so a
+    /// camera's drift is corrected and the segments of a run stay contiguous.
+    fn times(&mut self, listed: &ListedSegment, now: UnixMs) -> (UnixMs, UnixMs) {
+        let (start_ms, end_ms) = ((listed.start_s * 1000.0).round() as i64, (listed.end_s * 1000.0).round() as i64);
+        let target = now.0 - end_ms;
+        let anchor = match self.anchor_ms {
+            Some(anchor) => slew(anchor, target, end_ms - start_ms),
+            None => target,
+        };
+        self.anchor_ms = Some(anchor);
+        let (mut start, end) = (UnixMs(anchor + start_ms), UnixMs(anchor + end_ms));
+        if let Some(last) = self.last_end
+            && (start.0 - last.0).abs() <= max_slew_ms(end_ms - start_ms)
+        {
+            start = last;
+        }
+        self.last_end = Some(end);
+        (start, end.max(start))
     }
 
     /// The relative path of a listed file: from the files opened, else by its date.

@@ -66,7 +66,7 @@ pub struct CameraSupervisor {
     pub heartbeat: Heartbeat,
     /// Counts wall-clock steps: on each, the recorder closes its segment and starts anew, so
     /// its segments take the new time and never reuse a name.
-    pub clock_steps: watch::Receiver<u64>,
+    pub clock_steps: watch::Receiver<crate::sys::clock::Steps>,
     /// The cameras the storage guard paused: this one records only while it is not among them.
     pub storage_pauses: watch::Receiver<BTreeSet<String>>,
 }

@@ -127,6 +127,63 @@ pub fn replace_segment(conn: &Connection, segment: &NewSegment) -> rusqlite::Res
     )
 }
 
+/// What the clocks said when a segment closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockStamp {
+    /// The kernel's boot id.
+    pub boot_id: Option<String>,
+    /// `CLOCK_BOOTTIME` in ms.
+    pub boot_ms: i64,
+    /// The wall clock was not synchronised.
+    pub unsynced: bool,
+}
+
+impl ClockStamp {
+    /// The clocks now.
+    pub fn now() -> Self {
+        let synchronised = crate::sys::clock::synchronised();
+        Self {
+            boot_id: crate::sys::clock::boot_id().map(str::to_string),
+            boot_ms: crate::sys::clock::read().1,
+            unsynced: synchronised == Some(false),
+        }
+    }
+}
+
+/// Stamps the row of `path` with the clocks at its close.
+pub fn stamp_clock(conn: &Connection, path: &str, stamp: &ClockStamp) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE segments SET boot_id = ?2, boot_ms = ?3, unsynced = ?4 WHERE path = ?1",
+        params![path, stamp.boot_id, stamp.boot_ms, stamp.unsynced],
+    )
+}
+
+/// Of the rows `ids`, those closed in boot `boot_id`, with their boot-clock close time (ms).
+pub fn closed_in_boot(conn: &Connection, ids: &[i64], boot_id: &str) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT boot_ms FROM segments WHERE id = ?1 AND boot_id = ?2")?;
+    let mut closed = Vec::new();
+    for id in ids {
+        if let Some(boot_ms) =
+            stmt.query_row(params![id, boot_id], |r| r.get::<_, Option<i64>>(0)).optional()?.flatten()
+        {
+            closed.push((*id, boot_ms));
+        }
+    }
+    Ok(closed)
+}
+
+/// Of the rows `ids`, those recorded while the wall clock was not synchronised.
+pub fn unsynced_among(conn: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM segments WHERE id = ?1 AND unsynced = 1")?;
+    let mut unsynced = Vec::new();
+    for id in ids {
+        if stmt.exists([id])? {
+            unsynced.push(*id);
+        }
+    }
+    Ok(unsynced)
+}
+
 /// Segments of `cameras` (all when empty) overlapping `[from, to)`, by start time.
 pub fn segments_overlapping(
     conn: &Connection,

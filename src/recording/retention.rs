@@ -23,6 +23,9 @@ pub struct Candidate {
     /// Recorded while a `record` command forced an `events` camera to record everything:
     /// it ages by `continuous_cutoffs`.
     pub forced_continuous: bool,
+    /// Closed in this boot less than its retention ago by the boot clock: never aged out,
+    /// whatever the wall clock says (it may have been stepped forward).
+    pub fresh: bool,
 }
 
 /// Where storage stands.
@@ -82,7 +85,7 @@ pub fn plan(candidates: &[Candidate], limits: &Limits, space: &mut Space) -> Vec
             continue;
         }
         let forced = c.forced_continuous.then(|| limits.continuous_cutoffs.get(&c.camera)).flatten();
-        let aged = forced.or_else(|| limits.cutoffs.get(&c.camera)).is_some_and(|cutoff| c.end <= *cutoff);
+        let aged = !c.fresh && forced.or_else(|| limits.cutoffs.get(&c.camera)).is_some_and(|cutoff| c.end <= *cutoff);
         let reason = if aged {
             Reason::Age
         } else if space.short(limits) {
@@ -109,6 +112,7 @@ mod tests {
             locked: false,
             in_use: false,
             forced_continuous: false,
+            fresh: false,
         }
     }
 
@@ -182,6 +186,16 @@ mod tests {
         let mut ahead = limits(&[], 10.0, None);
         ahead.ahead = 30;
         assert_eq!(plan(&segments, &ahead, &mut space), [(1, Reason::Space)], "120 free < 100 floor + 30 ahead");
+    }
+
+    #[test]
+    fn fresh_footage_never_ages_out_but_may_go_for_space() {
+        let mut fresh = seg(1, "a", 100, 50);
+        fresh.fresh = true;
+        let mut space = Space { free: 900, total: 1000, recordings: 50 };
+        assert!(plan(&[fresh.clone()], &limits(&[("a", 10_000)], 10.0, None), &mut space).is_empty());
+        let mut full = Space { free: 0, total: 1000, recordings: 50 };
+        assert_eq!(plan(&[fresh], &limits(&[("a", 10_000)], 10.0, None), &mut full), [(1, Reason::Space)]);
     }
 
     #[test]

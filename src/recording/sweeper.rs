@@ -129,14 +129,20 @@ impl Sweeper {
         &self.recording
     }
 
-    fn cutoff(&self, camera: &str, now: UnixMs) -> UnixMs {
+    /// How long `camera`'s unlocked footage is kept (`forced`: recorded while a `record`
+    /// command forced an `events` camera to record everything).
+    fn kept_ms(&self, camera: &str, forced: bool) -> i64 {
         let days = |d: u64| d as i64 * 86_400_000;
         match self.retain.get(camera) {
             // `events` mode keeps unlocked footage only as pre-roll for the next event.
-            Some((RecordMode::Events, _)) => UnixMs(now.0 - self.pre_roll_ms),
-            Some((_, retain_days)) => UnixMs(now.0 - days(*retain_days)),
-            None => UnixMs(now.0 - days(ORPHAN_RETAIN_DAYS)),
+            Some((RecordMode::Events, _)) if !forced => self.pre_roll_ms,
+            Some((_, retain_days)) => days(*retain_days),
+            None => days(ORPHAN_RETAIN_DAYS),
         }
+    }
+
+    fn cutoff(&self, camera: &str, now: UnixMs) -> UnixMs {
+        UnixMs(now.0 - self.kept_ms(camera, false))
     }
 
     /// Free and total bytes of the recordings file system, measured off the runtime thread;
@@ -173,9 +179,7 @@ impl Sweeper {
         for camera in cameras {
             let cutoff = self.cutoff(&camera, now);
             let continuous_cutoffs = match self.retain.get(&camera) {
-                Some((RecordMode::Events, retain_days)) => {
-                    [(camera.clone(), UnixMs(now.0 - *retain_days as i64 * 86_400_000))].into()
-                }
+                Some((RecordMode::Events, _)) => [(camera.clone(), UnixMs(now.0 - self.kept_ms(&camera, true)))].into(),
                 _ => BTreeMap::new(),
             };
             let limits = Limits {
@@ -264,7 +268,9 @@ impl Sweeper {
             span.0 = span.0.min(row.segment.start.0);
             span.1 = span.1.max(row.segment.end.0);
         }
-        let (locks, windows): (Vec<Span>, Vec<Span>) = self
+        let ids: Vec<i64> = page.iter().map(|r| r.id).collect();
+        let (boot_now, boot_id) = (crate::sys::clock::read().1, crate::sys::clock::boot_id());
+        let (locks, windows, closed): (Vec<Span>, Vec<Span>, HashMap<i64, i64>) = self
             .store
             .call(move |conn| {
                 let (mut locks, mut windows) = (Vec::new(), Vec::new());
@@ -274,7 +280,11 @@ impl Sweeper {
                     }
                     windows.extend(forced_windows(conn, camera, *from, to + 1)?);
                 }
-                Ok((locks, windows))
+                let closed = match boot_id {
+                    Some(boot) => index::closed_in_boot(conn, &ids, boot)?.into_iter().collect(),
+                    None => HashMap::new(),
+                };
+                Ok((locks, windows, closed))
             })
             .await?;
         let overlaps = |spans: &[Span], s: &index::NewSegment| {
@@ -284,6 +294,11 @@ impl Sweeper {
             .iter()
             .map(|row| {
                 let s = &row.segment;
+                let forced_continuous = overlaps(&windows, s);
+                // Closed in this boot less than its retention ago by the boot clock: fresh,
+                // whatever the wall clock says now (a step forward must not age it out).
+                let kept = self.kept_ms(&s.camera, forced_continuous);
+                let fresh = closed.get(&row.id).is_some_and(|closed| boot_now - closed < kept);
                 Candidate {
                     id: row.id,
                     camera: s.camera.clone(),
@@ -291,7 +306,8 @@ impl Sweeper {
                     bytes: s.bytes,
                     locked: overlaps(&locks, s),
                     in_use: self.reads.in_use(row.id),
-                    forced_continuous: overlaps(&windows, s),
+                    forced_continuous,
+                    fresh,
                 }
             })
             .collect())

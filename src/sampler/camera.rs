@@ -7,6 +7,7 @@ use super::jpeg::{self, JpegSplitter};
 use super::ring::{FrameMeta, FrameRing};
 use crate::mqtt::MqttHandle;
 use crate::offers::OfferedFrames;
+use crate::sys::clock::slew;
 use crate::wallclock::UnixMs;
 use rumqttc::QoS;
 use std::collections::BTreeMap;
@@ -137,7 +138,8 @@ struct Decoder {
     stdin: pipe::Sender,
     stdout: ChildStdout,
     fps: f64,
-    first: Option<UnixMs>,
+    /// Wall time of the decoder's stream time 0, and the frame it was last slewed at.
+    anchor: Option<(UnixMs, u64)>,
     frames: u64,
 }
 
@@ -241,7 +243,7 @@ impl CameraSampler {
         let stdin = child.stdin.take()?.into_owned_fd().ok()?;
         let stdin = pipe::Sender::from_owned_fd(stdin).ok()?;
         tracing::debug!(camera = %self.camera, fps, width = self.sample_width, "sampler decoding");
-        Some(Decoder { child, stdin, stdout, fps, first: None, frames: 0 })
+        Some(Decoder { child, stdin, stdout, fps, anchor: None, frames: 0 })
     }
 }
 
@@ -267,11 +269,18 @@ struct Publisher<'a> {
 
 impl Publisher<'_> {
     fn frame(&self, jpeg_bytes: &[u8], decoder: &mut Decoder, ring: &mut FrameRing, seq: &mut u64) {
-        let now = UnixMs::now();
-        // Frames leave the fps filter exactly 1/fps apart in stream time: map that clock to
-        // wall time once, at the decoder's first frame.
-        let first = *decoder.first.get_or_insert(now);
-        let ts = UnixMs(first.0 + (decoder.frames as f64 * 1000.0 / decoder.fps).round() as i64);
+        // Frames leave the fps filter exactly 1/fps apart in stream time: that clock is mapped
+        // to wall time at the first frame, then slewed toward it like the recorder's segments
+        // (every 2 s of stream at least, so at most 500 ppm), so frames and footage agree.
+        let stream_ms = |frames: u64| (frames as f64 * 1000.0 / decoder.fps).round() as i64;
+        let target = UnixMs::now().0 - stream_ms(decoder.frames);
+        let (mut anchor, mut slewed_at) = decoder.anchor.unwrap_or((UnixMs(target), decoder.frames));
+        let span = stream_ms(decoder.frames) - stream_ms(slewed_at);
+        if span >= 2000 {
+            (anchor, slewed_at) = (UnixMs(slew(anchor.0, target, span)), decoder.frames);
+        }
+        decoder.anchor = Some((anchor, slewed_at));
+        let ts = UnixMs(anchor.0 + stream_ms(decoder.frames));
         decoder.frames += 1;
         let Some((width, height)) = jpeg::dimensions(jpeg_bytes) else { return };
         *seq += 1;

@@ -52,7 +52,7 @@ pub struct CameraDeps {
     /// Sampler ring slots and largest frame (board profile).
     pub frames: (usize, usize),
     /// Counts wall-clock steps: each one starts every recorder anew on the new time.
-    pub clock_steps: watch::Receiver<u64>,
+    pub clock_steps: watch::Receiver<crate::sys::clock::Steps>,
     /// Cameras whose recorder the storage guard paused.
     pub storage_pauses: watch::Receiver<BTreeSet<String>>,
 }

@@ -19,6 +19,7 @@ use crate::recording::sweeper::{ReadLocks, Sweeper};
 use crate::sampler::camera::SamplerBoard;
 use crate::sampler::planner::Planner;
 use crate::store::{Store, StoreThread};
+use crate::sys::clock::Steps;
 use crate::sys::lock::{DirLock, lock_dir};
 use crate::wallclock::UnixMs;
 use crate::zones::service::ZoneUpdate;
@@ -76,7 +77,7 @@ impl Node {
         background.push(tokio::spawn(modes.clone().run()));
         background.extend(parts::test_hooks(options, &events, &store));
         let ffmpeg = parts::find_recording_tools(&config, &store).await;
-        let (steps_tx, steps) = watch::channel(0);
+        let (steps_tx, steps) = (shared.steps.clone(), shared.steps.subscribe());
         background.push(tokio::spawn(parts::watch_clock(events.clone(), shared.clock_steps.clone(), steps_tx)));
         let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, (ffmpeg.clone(), steps));
         let reporting = JobReporting { events, mqtt: mqtt.clone(), running: RunningPolicies::default() };
@@ -224,7 +225,7 @@ fn camera_deps(
     (store, events, mqtt): (&Store, &EventSink, &MqttHandle),
     shared: &Shared,
     modes: &RecordModes,
-    (ffmpeg, clock_steps): (std::path::PathBuf, watch::Receiver<u64>),
+    (ffmpeg, clock_steps): (std::path::PathBuf, watch::Receiver<Steps>),
 ) -> CameraDeps {
     let limits = &config.board.limits;
     CameraDeps {

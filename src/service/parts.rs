@@ -18,7 +18,7 @@ use crate::recording::sweeper::ReadLocks;
 use crate::sampler::camera::SamplerBoard;
 use crate::stats::StatsSources;
 use crate::store::Store;
-use crate::sys::clock::ClockWatch;
+use crate::sys::clock::{ClockWatch, Steps};
 use crate::wallclock::UnixMs;
 use crate::workers::errors::ErrorReporter;
 use crate::workers::intake::{self, IntakeCounters, IntakeLimits, LatestDetections};
@@ -110,6 +110,8 @@ pub struct Shared {
     pub reads: ReadLocks,
     /// Wall-clock steps seen since start.
     pub clock_steps: Arc<std::sync::atomic::AtomicU64>,
+    /// The same, for the recorders and the zone engines to follow.
+    pub steps: watch::Sender<Steps>,
     /// The storage guard's memory (paused recorders, the pressure episode), across reloads.
     pub storage: StorageGuard,
 }
@@ -127,6 +129,7 @@ impl Shared {
             zones: Arc::default(),
             reads: ReadLocks::default(),
             clock_steps: Arc::default(),
+            steps: watch::Sender::new(Steps::default()),
             storage: StorageGuard::default(),
         }
     }
@@ -164,6 +167,7 @@ pub fn start_workers(
         post_roll: Duration::from_secs(config.config.events.post_roll_s),
         latest: shared.detections.clone(),
         stats: shared.zones.clone(),
+        clock_steps: shared.steps.subscribe(),
     };
     let errors = shared.errors.clone();
     vec![
@@ -296,7 +300,7 @@ pub async fn find_recording_tools(config: &LoadedConfig, store: &Store) -> PathB
 /// Watches the wall clock against the boot clock every second; on a step, emits one
 /// `clock_step`, counts it, and tells the recorders (through `steps`) to start anew on the
 /// new time.
-pub async fn watch_clock(events: EventSink, count: Arc<std::sync::atomic::AtomicU64>, steps: watch::Sender<u64>) {
+pub async fn watch_clock(events: EventSink, count: Arc<std::sync::atomic::AtomicU64>, steps: watch::Sender<Steps>) {
     let mut clock = ClockWatch::new(crate::sys::clock::read());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -306,7 +310,10 @@ pub async fn watch_clock(events: EventSink, count: Arc<std::sync::atomic::Atomic
         let (from, to) = (UnixMs(step.from_ms), UnixMs(step.to_ms));
         tracing::warn!(from = %from.to_rfc3339(), to = %to.to_rfc3339(), delta_ms = step.delta_ms, "the wall clock was stepped");
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        steps.send_modify(|n| *n += 1);
+        steps.send_modify(|s| {
+            s.count += 1;
+            s.total_delta_ms += step.delta_ms;
+        });
         let event = NewEvent::new(EventType::ClockStep, None, to)
             .with("from", from.to_rfc3339())
             .with("to", to.to_rfc3339())

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_commands", include_str!("../../migrations/0005_commands.sql")),
     ("0006_nonces_by_key", include_str!("../../migrations/0006_nonces_by_key.sql")),
     ("0007_garbage", include_str!("../../migrations/0007_garbage.sql")),
+    ("0008_segment_clock", include_str!("../../migrations/0008_segment_clock.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

@@ -29,6 +29,42 @@ pub fn synchronised() -> Option<bool> {
     (state >= 0).then_some(state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0)
 }
 
+/// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`), read once; `None`
+/// when unreadable. Boot-clock readings compare only within one boot.
+pub fn boot_id() -> Option<&'static str> {
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|id| id.trim().to_string()))
+        .as_deref()
+}
+
+/// The most a stream clock's anchor to the wall clock moves per span (a segment, a frame
+/// interval), in parts per million of the span: enough
+/// for any camera's crystal (100 ppm is common), small enough that a segment's length is
+/// never visibly wrong.
+pub const MAX_SLEW_PPM: i64 = 500;
+
+/// The most an anchor moves over `duration_ms` (at least 1 ms).
+pub fn max_slew_ms(duration_ms: i64) -> i64 {
+    (duration_ms.max(0) * MAX_SLEW_PPM / 1_000_000).max(1)
+}
+
+/// Moves `anchor` toward `target` by at most `MAX_SLEW_PPM` of `duration_ms` (at least 1 ms).
+pub fn slew(anchor: i64, target: i64, duration_ms: i64) -> i64 {
+    let max = max_slew_ms(duration_ms);
+    anchor + (target - anchor).clamp(-max, max)
+}
+
+/// The wall-clock steps seen so far, as a `watch` channel carries them to the parts that
+/// follow the clock (recorders start anew, zone engines move their timeline).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steps {
+    /// Steps seen.
+    pub count: u64,
+    /// Their deltas added up (ms).
+    pub total_delta_ms: i64,
+}
+
 /// A step of the wall clock: where it was, where it went, by how much (ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
@@ -84,5 +120,25 @@ mod tests {
         let (wall, boot) = read();
         assert!(wall > 1_600_000_000_000 && boot > 0);
         let _ = synchronised();
+    }
+
+    #[test]
+    fn the_anchor_follows_a_drifting_camera_within_bounds_over_a_day() {
+        // The camera's clock runs 100 ppm fast; segments of 2 s by its clock, for a day.
+        let (mut anchor, mut worst) = (1_000_000i64, 0i64);
+        for n in 1..=43_200i64 {
+            let stream_end = n * 2000;
+            let wall_end = 1_000_000 + stream_end * 1_000_000 / 1_000_100;
+            anchor = slew(anchor, wall_end - stream_end, 2000);
+            worst = worst.max((anchor + stream_end - wall_end).abs());
+        }
+        assert!(worst <= 100, "segment ends {worst} ms off the wall clock");
+    }
+
+    #[test]
+    fn one_segment_moves_the_anchor_by_at_most_500_ppm() {
+        assert_eq!(slew(0, 10_000, 10_000), 5, "a step is not followed at once");
+        assert_eq!(slew(0, -10_000, 2000), -1);
+        assert_eq!(slew(0, 3, 60_000), 3, "small corrections in full");
     }
 }

@@ -230,6 +230,19 @@ impl ZoneEngine {
         self.count(at, emit);
     }
 
+    /// Moves everything the engine remembers by `delta_ms`: the wall clock its frames are
+    /// stamped with was stepped, and visits, dwell times and ordering carry on across it.
+    pub fn shift(&mut self, delta_ms: i64) {
+        let moved = |at: Instant| Instant::from_millis((at.as_millis() as i64).saturating_add(delta_ms).max(0) as u64);
+        self.newest = self.newest.map(moved);
+        for track in &mut self.tracks {
+            track.last_seen = moved(track.last_seen);
+            for state in &mut track.zones {
+                state.entered = state.entered.map(moved);
+            }
+        }
+    }
+
     /// Lets tracks not seen for `TRACK_TIMEOUT` leave their zones; call periodically with the
     /// current time so a camera that goes silent still closes its visits.
     pub fn tick(&mut self, now: Instant, emit: &mut impl FnMut(ZoneEvent)) {

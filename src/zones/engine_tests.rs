@@ -175,6 +175,26 @@ fn batches_older_than_the_newest_are_ignored_and_counted() {
 }
 
 #[test]
+fn a_visit_carries_on_across_a_clock_step_back() {
+    let mut engine = ZoneEngine::new(&[polygon("yard", &SQUARE)], 8);
+    let before =
+        run(&mut engine, &[(3_601_000, vec![seen("a", at(0.4, 0.4))]), (3_602_000, vec![seen("a", at(0.4, 0.4))])]);
+    assert_eq!(before, ["z0 enter a @3602000"]);
+    // The wall clock goes back an hour: frames now carry times an hour earlier.
+    engine.shift(-3_600_000);
+    let after = run(
+        &mut engine,
+        &[
+            (3_000, vec![seen("a", at(0.4, 0.4))]),
+            (4_000, vec![seen("a", at(0.8, 0.8))]),
+            (5_000, vec![seen("a", at(0.8, 0.8))]),
+        ],
+    );
+    assert_eq!(after, ["z0 exit 3s a @5000"], "not stale, no second enter, dwell measured across the step");
+    assert_eq!(engine.counters.stale, 0);
+}
+
+#[test]
 fn labels_and_confidence_filter_what_a_zone_sees() {
     let mut zone = polygon("cars", &SQUARE);
     zone.labels = vec!["car".into()];

@@ -47,6 +47,8 @@ pub struct ZoneService {
     pub latest: LatestDetections,
     /// Shared counters for `P/stats`.
     pub stats: std::sync::Arc<std::sync::Mutex<ZoneCounters>>,
+    /// Wall-clock steps: the engines' timelines move with each.
+    pub clock_steps: tokio::sync::watch::Receiver<crate::sys::clock::Steps>,
 }
 
 /// A reload's change to the zone engines: per camera a new engine (its tracks start over) or
@@ -79,6 +81,7 @@ impl ZoneService {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut visits = Visits::new();
         let mut published = Published::new();
+        let mut stepped = self.clock_steps.borrow_and_update().total_delta_ms;
         loop {
             let mut out: Vec<(String, ZoneEvent)> = Vec::new();
             let mut latest_ts = None;
@@ -102,6 +105,15 @@ impl ZoneService {
                     }
                 }
                 Some(update) = updates.recv() => self.apply(update, &mut visits, &mut published),
+                Ok(()) = self.clock_steps.changed() => {
+                    // Frames after a step carry the new time: the tracks follow, so a step back
+                    // does not make every frame stale and a step forward expires nobody.
+                    let total = self.clock_steps.borrow_and_update().total_delta_ms;
+                    for engine in self.engines.values_mut() {
+                        engine.shift(total - stepped);
+                    }
+                    stepped = total;
+                }
             }
             for (camera, event) in out {
                 self.handle(&camera, event, &mut visits).await;
