@@ -170,11 +170,11 @@ impl StatsSources {
         };
         let recorded: Option<u64> =
             self.store.call(crate::recording::index::camera_totals).await.ok().map(|t| t.iter().map(|c| c.bytes).sum());
+        let dir = self.recordings_dir.clone();
+        // statvfs can block on a busy or network file system: off the runtime thread.
+        let space = tokio::task::spawn_blocking(move || crate::sys::disk::disk_space(&dir).ok()).await.ok().flatten();
         let mut sections = self.sections();
-        sections.push((
-            "storage",
-            storage_section(crate::recording::sweeper::disk_space(&self.recordings_dir).ok(), recorded),
-        ));
+        sections.push(("storage", storage_section(space, recorded)));
         let session = self.mqtt.stats();
         let input = StatsInput {
             node: node.to_string(),

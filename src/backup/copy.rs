@@ -49,17 +49,23 @@ pub struct Copied {
 
 /// Hex SHA-256 of a file.
 pub async fn sha256_of(path: &Path) -> Result<String> {
-    let mut file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
+    // Reading and hashing a whole file is long work: on a blocking thread, off the runtime.
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
         }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+        Ok(hex(&hasher.finalize()))
+    })
+    .await?
 }
 
 /// Lowercase hex.
@@ -104,7 +110,12 @@ pub async fn copy_file(
             break;
         }
         throttle.take(n).await;
-        hasher.update(&buf[..n]);
+        // Hashing a chunk takes about a millisecond on a small board: off the runtime thread.
+        (hasher, buf) = tokio::task::spawn_blocking(move || {
+            hasher.update(&buf[..n]);
+            (hasher, buf)
+        })
+        .await?;
         output.write_all(&buf[..n]).await.with_context(|| format!("writing {}", partial.display()))?;
         bytes += n as u64;
     }

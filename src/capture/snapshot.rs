@@ -87,7 +87,9 @@ impl Snapshots {
     /// The latest frame of `camera`: from the segment it is writing, else its newest indexed
     /// one. A recorder that has just started has written no frame yet: asked again shortly.
     pub async fn take(&self, store: &Store, states: &CameraStates, camera: &str) -> Result<Snapshot> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        // File work through tokio::fs (a blocking thread), and the decode in ffmpeg: the
+        // runtime thread never waits on either.
+        tokio::fs::create_dir_all(&self.dir).await.with_context(|| format!("creating {}", self.dir.display()))?;
         let out = self.dir.join(format!("{camera}.jpg"));
         let mut last_error = None;
         for attempt in 0..ATTEMPTS {
@@ -95,7 +97,7 @@ impl Snapshots {
                 tokio::time::sleep(RETRY_AFTER).await;
             }
             if let Some(file) = states.writing(camera) {
-                let ts = std::fs::metadata(&file).and_then(|m| m.modified()).ok().map(unix_ms);
+                let ts = tokio::fs::metadata(&file).await.and_then(|m| m.modified()).ok().map(unix_ms);
                 match self.decode(&file, &out).await {
                     Ok(frame) => return Ok(self.numbered(camera, frame, ts.unwrap_or_else(UnixMs::now))),
                     Err(e) => last_error = Some(e),
@@ -117,7 +119,7 @@ impl Snapshots {
     }
 
     async fn decode(&self, source: &Path, out: &Path) -> Result<(Vec<u8>, u32, u32)> {
-        let _ = std::fs::remove_file(out);
+        let _ = tokio::fs::remove_file(out).await;
         let mut width = MAX_WIDTH;
         loop {
             let run = tokio::process::Command::new(&self.ffmpeg)
@@ -131,7 +133,7 @@ impl Snapshots {
                 .await
                 .context("decoding took too long")?
                 .with_context(|| format!("running {}", self.ffmpeg.display()))?;
-            let jpeg_bytes = std::fs::read(out).unwrap_or_default();
+            let jpeg_bytes = tokio::fs::read(out).await.unwrap_or_default();
             let Some((w, h)) = jpeg::dimensions(&jpeg_bytes) else {
                 let said = String::from_utf8_lossy(&output.stderr);
                 bail!("ffmpeg decoded no frame of {}: {}", source.display(), said.trim());
