@@ -100,8 +100,7 @@ mod tests {
     use crate::recording::locks::{NewLock, insert_lock};
 
     fn conn() -> Connection {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = crate::store::migrations::in_memory();
         for (camera, start) in [("a", 0), ("a", 10_000), ("b", 5_000), ("a", 100_000)] {
             let segment = NewSegment {
                 camera: camera.into(),

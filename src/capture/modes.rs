@@ -257,8 +257,7 @@ mod tests {
 
     #[test]
     fn forcing_an_events_camera_to_record_opens_a_window_closed_by_the_next_change() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = crate::store::migrations::in_memory();
         let on = Override { mode: RecordMode::Continuous, until: Some(UnixMs(5000)) };
         store_override(&conn, "cam", RecordMode::Events, Some(on), UnixMs(1000)).expect("store");
         store_override(&conn, "cam", RecordMode::Events, None, UnixMs(3000)).expect("clear");

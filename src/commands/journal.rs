@@ -84,9 +84,7 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
-        conn
+        crate::store::migrations::in_memory()
     }
 
     #[test]

@@ -293,9 +293,7 @@ mod tests {
     use super::*;
 
     fn conn() -> Connection {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
-        conn
+        crate::store::migrations::in_memory()
     }
 
     fn seg(camera: &str, start: i64, end: i64) -> NewSegment {

@@ -103,8 +103,7 @@ mod tests {
 
     #[test]
     fn locks_are_found_by_overlap_and_only_extended_forward() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = crate::store::migrations::in_memory();
         let lock = NewLock {
             camera: "a".into(),
             from: UnixMs(1000),
@@ -125,8 +124,7 @@ mod tests {
 
     #[test]
     fn locks_are_removed_by_id_or_when_inside_a_window() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = crate::store::migrations::in_memory();
         let lock = |camera: &str, from, to| {
             let lock = NewLock {
                 camera: camera.into(),

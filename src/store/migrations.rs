@@ -39,6 +39,14 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// A migrated in-memory index, for unit tests.
+#[cfg(test)]
+pub fn in_memory() -> Connection {
+    let mut conn = Connection::open_in_memory().expect("open");
+    migrate(&mut conn).expect("migrate");
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
