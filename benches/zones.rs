@@ -49,6 +49,7 @@ fn zones() -> Vec<ZoneConfig> {
                 .collect();
             ZoneConfig {
                 id: format!("z{z}"),
+                name: None,
                 polygon: Some(polygon),
                 line: None,
                 labels: Vec::new(),

@@ -115,6 +115,7 @@ fn validate_cameras(config: &Config, limits: &BoardLimits, p: &mut Problems) {
 }
 
 fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &mut Problems) {
+    validate_name(camera.name.as_deref(), key, p);
     let source = camera.source.as_str();
     let network = ["rtsp://", "rtsps://", "http://", "https://"].iter().any(|s| source.starts_with(s));
     let v4l2 = source.starts_with("v4l2:///dev/");
@@ -167,6 +168,7 @@ fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &m
         } else if !zone_ids.insert(zone.id.as_str()) {
             p.add(format!("{zkey}.id"), format!("zone id {:?} is used twice in this camera", zone.id));
         }
+        validate_name(zone.name.as_deref(), &zkey, p);
         validate_zone(zone, &zkey, limits, p);
     }
 }
@@ -175,6 +177,15 @@ fn url_has_inline_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// A `name` for people: 1..64 characters, no control characters.
+fn validate_name(name: Option<&str>, key: &str, p: &mut Problems) {
+    if let Some(name) = name
+        && (name.trim().is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control))
+    {
+        p.add(format!("{key}.name"), format!("{name:?} must be 1..64 characters, none of them control characters"));
+    }
 }
 
 fn validate_zone(zone: &ZoneConfig, key: &str, limits: &BoardLimits, p: &mut Problems) {

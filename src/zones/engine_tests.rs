@@ -7,6 +7,7 @@ use embassy_time::{Duration, Instant};
 fn polygon(id: &str, points: &[[f64; 2]]) -> ZoneConfig {
     ZoneConfig {
         id: id.into(),
+        name: None,
         polygon: Some(points.iter().map(|p| Point(*p)).collect()),
         line: None,
         labels: Vec::new(),

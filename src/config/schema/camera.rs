@@ -33,6 +33,8 @@ impl RecordMode {
 pub struct CameraConfig {
     /// `[a-z0-9_-]{1,32}`, not starting with `_`.
     pub id: String,
+    /// A name for people (Home Assistant); the id title-cased when absent.
+    pub name: Option<String>,
     /// `rtsp(s)://`, `http(s)://`, `v4l2:///dev/videoN` or `lavfi:<graph>`.
     pub source: String,
     /// File with the password spliced into the source URL.
@@ -155,6 +157,8 @@ impl<'de> Deserialize<'de> for Point {
 pub struct ZoneConfig {
     /// `[a-z0-9_-]{1,32}`, unique within the camera.
     pub id: String,
+    /// A name for people (Home Assistant); the id title-cased when absent.
+    pub name: Option<String>,
     /// Polygon corners (a zone has a polygon or a line).
     pub polygon: Option<Vec<Point>>,
     /// Line end points a, b.
