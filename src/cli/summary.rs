@@ -33,9 +33,27 @@ pub fn summary(loaded: &LoadedConfig) -> String {
         c.backup.policies.len()
     ));
     lines.push(format!("  commands  auth {}, {} keys", c.commands.auth.name(), c.commands.keys.len()));
+    lines.push(home_assistant(loaded));
     if c.node.board == "rk3588" {
         // The hardened unit hides the device nodes of the hardware encoder.
         lines.push(format!("  encoder   the RK3588 encoder needs the unit drop-in {RK3588_DROP_IN}"));
     }
     lines.join("\n")
+}
+
+/// Whether Home Assistant discovery is on, and what `switches = true` lets in unsigned.
+fn home_assistant(loaded: &LoadedConfig) -> String {
+    let ha = &loaded.config.homeassistant;
+    if !ha.discovery {
+        return "  home assistant  discovery off".to_string();
+    }
+    let devices = crate::homeassistant::discovery::devices(loaded).len();
+    let mut line = format!("  home assistant  discovery on under {}/, {devices} devices", ha.prefix);
+    if ha.switches {
+        line.push_str(
+            "\n  warning   [homeassistant] switches = true: `record` and `snapshot` are accepted unsigned; \
+             restrict P/cmd/record and P/cmd/snapshot in the broker's ACL",
+        );
+    }
+    line
 }

@@ -326,7 +326,8 @@ impl Host {
         })?;
         let topic = self.mqtt.topics().snapshot(&args.camera);
         let bytes = shot.jpeg.len();
-        if !self.mqtt.publish(topic.clone(), shot.jpeg, rumqttc::QoS::AtLeastOnce, false) {
+        // Retained: Home Assistant's image and camera show the latest one also after it restarts.
+        if !self.mqtt.publish(topic.clone(), shot.jpeg, rumqttc::QoS::AtLeastOnce, true) {
             return Err(CommandError::new(ErrorCode::Busy, "the MQTT queue is full: try again"));
         }
         Ok(json!({

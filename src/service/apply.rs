@@ -103,7 +103,17 @@ impl Node {
         }
         self.start_tasks(&new, plan.backup);
         self.verifier.send_replace(Arc::new(verifier));
+        // With Home Assistant discovery on, the discovery task clears a removed camera's
+        // state after it removed the camera's entities (HA would render the empty state).
+        let removed = plan.cameras.iter().filter(|(_, change)| matches!(change, CameraChange::Removed));
+        let cleared: Vec<String> = match new.config.homeassistant.discovery {
+            true => Vec::new(),
+            false => removed.map(|(id, _)| id.clone()).collect(),
+        };
         self.config.send_replace(Arc::new(new));
+        for id in cleared {
+            self.cameras.clear_state(&id);
+        }
         plan.summary()
     }
 

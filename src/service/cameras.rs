@@ -159,11 +159,14 @@ impl CameraSet {
         if forget {
             self.deps.offered.remove(id);
             self.deps.states.remove(id);
-            let topic = self.deps.mqtt.topics().camera_state(id);
-            // An empty retained message clears the removed camera's state on the broker.
-            self.deps.mqtt.publish(topic, Vec::new(), rumqttc::QoS::AtLeastOnce, true);
         }
         tracing::info!(camera = %id, "camera stopped");
+    }
+
+    /// Clears a removed camera's retained state on the broker (an empty retained message).
+    pub fn clear_state(&self, id: &str) {
+        let topic = self.deps.mqtt.topics().camera_state(id);
+        self.deps.mqtt.publish(topic, Vec::new(), rumqttc::QoS::AtLeastOnce, true);
     }
 
     /// Stops every camera, all at once.

@@ -249,6 +249,7 @@ pub fn start_commands(
         stats: parts.stats.clone(),
         started: parts.started,
         errors: shared.errors.clone(),
+        store: store.clone(),
     };
     let host = Host {
         config: parts.config,

@@ -44,6 +44,11 @@ pub struct Zone {
 }
 
 impl Zone {
+    /// The labels it counts (empty: every label).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// Builds a zone from a validated config entry.
     pub fn from_config(config: &ZoneConfig) -> Self {
         let points = |list: &Option<Vec<crate::config::schema::Point>>| -> Vec<Pt> {

@@ -235,6 +235,12 @@ impl ZoneService {
                     engine.occupancy_by_label(z).take(LABELS_PER_ZONE).map(|(l, n)| (l.to_string(), n)).collect();
                 let total = engine.inside(z).count() as u32;
                 counts.push(("all".to_string(), total));
+                // Every configured label has a value from the start (0 until it is seen).
+                for label in zone.labels() {
+                    if !counts.iter().any(|(l, _)| l == label) {
+                        counts.push((label.clone(), 0));
+                    }
+                }
                 // Labels gone from the zone go back to 0.
                 for ((c, zid, label), count) in published.iter() {
                     if c == camera && *zid == zone.id && *count > 0 && !counts.iter().any(|(l, _)| l == label) {
