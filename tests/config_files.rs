@@ -145,6 +145,37 @@ const BAD: &[(&str, &str, &str, Option<usize>)] = &[
         "no command",
         Some(6),
     ),
+    ("[node]\ntimezone = \"Mars/Olympus\"\n", "node.timezone", "no time zone of the tz database", Some(2)),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[[camera.schedule]]\ndays = [\"mon\", \"mun\"]\nfrom = \"08:00\"\nto = \"18:00\"\n",
+        "camera[0].schedule[0].days",
+        "\"mun\" is no day",
+        Some(5),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[[camera.schedule]]\ndays = \"weekdays\"\nfrom = \"8:00\"\nto = \"18:00\"\n",
+        "camera[0].schedule[0].from",
+        "use HH:MM",
+        Some(6),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[[camera.schedule]]\nfrom = \"24:00\"\nto = \"06:00\"\n",
+        "camera[0].schedule[0].from",
+        "24:00 ends a day",
+        Some(5),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[[camera.schedule]]\nfrom = \"18:00\"\nto = \"06:00\"\nrecord = \"sometimes\"\n",
+        "camera[0].schedule[0].record",
+        "unknown variant",
+        Some(7),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[[camera.snapshot_schedule]]\nevery_s = 5\n",
+        "camera[0].snapshot_schedule[0].every_s",
+        "at least 10",
+        Some(5),
+    ),
 ];
 
 #[test]

@@ -58,6 +58,7 @@ fn every_config_and_board_key_is_in_the_config_reference() {
     for file in [
         "src/config/schema/mod.rs",
         "src/config/schema/camera.rs",
+        "src/config/schema/schedule.rs",
         "src/config/schema/backup.rs",
         "src/config/board.rs",
     ] {

@@ -1,6 +1,8 @@
 //! What holds or ends a camera's recording: the service stopping, the recording
-//! mode (`off`), and a pause by the storage guard.
+//! mode (`off`, as configured, commanded or scheduled), and a pause by the
+//! storage guard.
 
+use super::modes::{By, InForce};
 use crate::config::schema::RecordMode;
 use crate::recording::guard::PAUSED_REASON;
 use std::collections::BTreeSet;
@@ -9,17 +11,29 @@ use tokio::sync::watch;
 /// Why a camera does not record now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
-    /// Its recording mode is `off`.
+    /// Its recording mode is `off` (configured, or by a `record` command).
     Off,
+    /// Its schedule says `off` now.
+    Schedule,
     /// The storage guard paused it.
     Storage,
 }
 
 impl Hold {
-    /// Why, for the log and the timeline.
+    /// Why, for the log.
     pub fn why(self) -> &'static str {
         match self {
             Self::Off => "recording off",
+            Self::Schedule => "schedule",
+            Self::Storage => PAUSED_REASON,
+        }
+    }
+
+    /// Why, for the timeline (the reason of the gap it leaves).
+    pub fn gap_reason(self) -> &'static str {
+        match self {
+            Self::Off => "recording turned off",
+            Self::Schedule => "schedule",
             Self::Storage => PAUSED_REASON,
         }
     }
@@ -39,7 +53,7 @@ pub struct Controls {
     /// Turns true when the service stops the camera.
     pub stop: watch::Receiver<bool>,
     /// The recording mode in force.
-    pub mode: watch::Receiver<RecordMode>,
+    pub mode: watch::Receiver<InForce>,
     /// The cameras the storage guard paused.
     pub pauses: watch::Receiver<BTreeSet<String>>,
     mode_open: bool,
@@ -49,7 +63,7 @@ impl Controls {
     /// Controls from the three receivers.
     pub fn new(
         stop: watch::Receiver<bool>,
-        mode: watch::Receiver<RecordMode>,
+        mode: watch::Receiver<InForce>,
         pauses: watch::Receiver<BTreeSet<String>>,
     ) -> Self {
         Self { stop, mode, pauses, mode_open: true }
@@ -57,12 +71,16 @@ impl Controls {
 
     /// Why `camera` should not record now; `None` when it should. Marks both seen.
     pub fn held(&mut self, camera: &str) -> Option<Hold> {
-        let off = *self.mode.borrow_and_update() == RecordMode::Off;
+        let (off, scheduled) = {
+            let mode = self.mode.borrow_and_update();
+            (mode.mode == RecordMode::Off, mode.by == By::Schedule)
+        };
         let paused = self.pauses.borrow_and_update().contains(camera);
-        match (off, paused) {
-            (true, _) => Some(Hold::Off),
-            (false, true) => Some(Hold::Storage),
-            (false, false) => None,
+        match (off, scheduled, paused) {
+            (true, true, _) => Some(Hold::Schedule),
+            (true, false, _) => Some(Hold::Off),
+            (false, _, true) => Some(Hold::Storage),
+            (false, _, false) => None,
         }
     }
 
@@ -76,6 +94,11 @@ impl Controls {
             }
             Ok(()) = self.pauses.changed() => Signal::Changed,
         }
+    }
+
+    /// The mode in force, as last seen.
+    pub fn in_force(&self) -> InForce {
+        self.mode.borrow().clone()
     }
 
     /// Whether the service asked the camera to stop.

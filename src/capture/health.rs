@@ -146,11 +146,11 @@ impl CameraHealth {
         events
     }
 
-    /// Recording was turned off at `now` (`record = "off"` or a `record` command): the
-    /// timeline has a gap from here until recording comes back.
-    pub fn on_disabled(&mut self, now: UnixMs) {
+    /// Recording was turned off at `now` for `reason` (`record = "off"`, a `record` command,
+    /// the schedule): the timeline has a gap from here until recording comes back.
+    pub fn on_disabled(&mut self, now: UnixMs, reason: &str) {
         if self.gap_from.is_none() {
-            self.gap_from = Some((self.last_segment_end.unwrap_or(now), "recording turned off".to_string()));
+            self.gap_from = Some((self.last_segment_end.unwrap_or(now), reason.to_string()));
         }
         self.offline_announced = false;
         self.last_error = None;
@@ -245,7 +245,7 @@ mod tests {
     fn turning_recording_off_and_on_leaves_one_gap_and_no_offline_event() {
         let mut h = CameraHealth::new(UnixMs(0), None, false);
         h.on_segment(UnixMs(0), UnixMs(10_000));
-        h.on_disabled(UnixMs(11_000));
+        h.on_disabled(UnixMs(11_000), "recording turned off");
         assert_eq!((h.state(), h.since()), (CameraState::Disabled, UnixMs(11_000)));
         h.on_enabled(UnixMs(60_000));
         assert_eq!(h.state(), CameraState::Connecting);

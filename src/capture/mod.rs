@@ -10,6 +10,7 @@ pub mod health;
 pub mod modes;
 pub mod recorder;
 mod report;
+pub mod schedule;
 pub mod segments;
 pub mod snapshot;
 pub mod source;

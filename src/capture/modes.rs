@@ -1,16 +1,25 @@
-//! Recording modes in force: each camera's configured `record`, unless a
-//! `record` command overrides it, for a while or until the next one. Overrides
-//! are kept in the index, so they survive a restart until they expire. Each
-//! camera's supervisor watches its mode.
+//! Recording modes in force: a `record` command's override while it lasts,
+//! else the window of the camera's schedule in force, else its configured
+//! `record`. Overrides are kept in the index, so they survive a restart until
+//! they expire. Each camera's supervisor watches its mode; a timer wakes at
+//! the next change (a window edge, an override's end), and a wall-clock step
+//! makes everything be evaluated again at once.
 
-use crate::config::schema::{CameraConfig, RecordMode};
+use super::schedule::{next_change, scheduled};
+use crate::config::schema::{CameraConfig, Config, RecordMode, ScheduleWindow, Window};
 use crate::store::Store;
+use crate::sys::clock::Steps;
 use crate::wallclock::UnixMs;
 use anyhow::Result;
+use jiff::tz::TimeZone;
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
+
+/// The longest the timer sleeps: the wall clock is looked at again at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// A `record` command's override.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,32 +30,111 @@ pub struct Override {
     pub until: Option<UnixMs>,
 }
 
-/// The mode in force at `now`: the override while it lasts, else the configured one.
-pub fn effective(configured: RecordMode, over: Option<&Override>, now: UnixMs) -> RecordMode {
-    match over {
-        Some(o) if o.until.is_none_or(|until| now < until) => o.mode,
-        _ => configured,
+/// What put a mode in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// The camera's `record` (it has no schedule).
+    Configured,
+    /// Its schedule: a window, or `record` outside every window.
+    Schedule,
+    /// A `record` command.
+    Command,
+}
+
+/// A camera's recording mode in force, why, and when it next changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InForce {
+    /// The mode.
+    pub mode: RecordMode,
+    /// What put it in force.
+    pub by: By,
+    /// The schedule window in force, in words (`weekdays 18:00–08:00 continuous`).
+    pub window: Option<String>,
+    /// When the mode next changes and to what; `None`: not within a week (or only by a command).
+    pub next: Option<(UnixMs, RecordMode)>,
+}
+
+impl InForce {
+    /// `mode` as configured, with no schedule.
+    pub fn configured(mode: RecordMode) -> Self {
+        Self { mode, by: By::Configured, window: None, next: None }
     }
 }
 
-/// Whether an `events` camera is made to keep everything (its footage is then kept for `retain_days`).
-fn forced_continuous(configured: RecordMode, mode: RecordMode) -> bool {
-    configured == RecordMode::Events && mode == RecordMode::Continuous
+/// What a camera's schedule gives at `now` (the override, when one lasts, comes first), and
+/// when the timer should look again (the next change of mode or window).
+pub fn in_force(
+    (configured, windows): (RecordMode, &[ScheduleWindow]),
+    over: Option<&Override>,
+    tz: &TimeZone,
+    now: UnixMs,
+) -> (InForce, Option<UnixMs>) {
+    let at = |t| scheduled(configured, windows, tz, t);
+    if let Some(o) = over.filter(|o| o.until.is_none_or(|until| now < until)) {
+        let next = o.until.map(|until| (until, at(until).0));
+        return (InForce { mode: o.mode, by: By::Command, window: None, next }, o.until);
+    }
+    let (mode, window) = at(now);
+    let next = next_change(windows, tz, now, |t| at(t).0).map(|t| (t, at(t).0));
+    let wake = next_change(windows, tz, now, at);
+    let by = if windows.is_empty() { By::Configured } else { By::Schedule };
+    let window = window.map(|i| format!("{} {}", windows[i].describe(), windows[i].record.name()));
+    (InForce { mode, by, window, next }, wake)
 }
 
 struct CameraMode {
     configured: RecordMode,
+    windows: Vec<ScheduleWindow>,
+    /// Whether it may record in `events` mode: then its continuous footage is marked.
+    events: bool,
     over: Option<Override>,
-    tx: watch::Sender<RecordMode>,
+    wake: Option<UnixMs>,
+    tx: watch::Sender<InForce>,
+}
+
+impl CameraMode {
+    fn new(camera: &CameraConfig) -> Self {
+        Self {
+            configured: camera.record,
+            windows: camera.schedule.clone(),
+            events: camera.may_record_events(),
+            over: None,
+            wake: None,
+            tx: watch::channel(InForce::configured(camera.record)).0,
+        }
+    }
+
+    /// Evaluates the mode at `now`; when it changed (or `always`), the window of continuous
+    /// recording to mark for retention: `Some(None)` none, `Some(Some(until))` one until then.
+    fn refresh(&mut self, tz: &TimeZone, now: UnixMs, always: bool) -> Option<Option<i64>> {
+        let (mode, wake) = in_force((self.configured, &self.windows), self.over.as_ref(), tz, now);
+        self.wake = wake;
+        let forced =
+            (self.events && mode.mode == RecordMode::Continuous).then(|| mode.next.map_or(i64::MAX, |(at, _)| at.0));
+        let changed = self.tx.send_if_modified(|current| {
+            let changed = *current != mode;
+            *current = mode;
+            changed
+        });
+        (changed || always).then_some(forced)
+    }
+}
+
+struct Modes {
+    tz: TimeZone,
+    cameras: BTreeMap<String, CameraMode>,
 }
 
 /// The modes of every camera; cheap to clone.
 #[derive(Clone)]
 pub struct RecordModes {
-    cameras: Arc<Mutex<BTreeMap<String, CameraMode>>>,
+    inner: Arc<Mutex<Modes>>,
     store: Store,
     changed: Arc<Notify>,
 }
+
+/// Marks of continuous recording to write: per camera, close what is open and maybe open one.
+type Marks = Vec<(String, Option<i64>)>;
 
 fn parse_mode(name: &str) -> Option<RecordMode> {
     match name {
@@ -71,78 +159,88 @@ fn load_overrides(conn: &Connection) -> rusqlite::Result<Vec<(String, Override)>
     Ok(out)
 }
 
-/// Closes `camera`'s open windows of forced continuous recording at `now`.
-fn close_windows(conn: &Connection, camera: &str, now: UnixMs) -> rusqlite::Result<usize> {
-    conn.execute("UPDATE record_windows SET to_ms = ?2 WHERE camera = ?1 AND to_ms > ?2", params![camera, now.0])
-}
-
-/// Keeps the index in step with one camera's override: the row, and its window of forced
-/// continuous recording (closed at `now`, reopened when the new override forces one).
-fn store_override(
-    conn: &Connection,
-    camera: &str,
-    configured: RecordMode,
-    over: Option<Override>,
-    now: UnixMs,
-) -> rusqlite::Result<()> {
-    close_windows(conn, camera, now)?;
+/// Keeps `camera`'s override row in step (`None`: none).
+fn store_override(conn: &Connection, camera: &str, over: Option<Override>, now: UnixMs) -> rusqlite::Result<()> {
     match over {
-        None => {
-            conn.execute("DELETE FROM record_overrides WHERE camera = ?1", [camera])?;
-        }
-        Some(o) => {
-            conn.execute(
+        None => conn.execute("DELETE FROM record_overrides WHERE camera = ?1", [camera]).map(drop),
+        Some(o) => conn
+            .execute(
                 "INSERT INTO record_overrides (camera, mode, set_ms, until_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (camera) DO UPDATE SET mode = ?2, set_ms = ?3, until_ms = ?4",
                 params![camera, o.mode.name(), now.0, o.until.map(|u| u.0)],
+            )
+            .map(drop),
+    }
+}
+
+/// Marks the windows in which cameras that may record `events` recorded continuously (their
+/// retention keeps these `retain_days`): the open ones close at `now`, a new one opens until
+/// its planned end.
+fn store_marks(conn: &Connection, marks: &Marks, now: UnixMs) -> rusqlite::Result<()> {
+    for (camera, open) in marks {
+        conn.execute("UPDATE record_windows SET to_ms = ?2 WHERE camera = ?1 AND to_ms > ?2", params![camera, now.0])?;
+        if let Some(until) = open {
+            conn.execute(
+                "INSERT INTO record_windows (camera, from_ms, to_ms) VALUES (?1, ?2, ?3)",
+                params![camera, now.0, until],
             )?;
-            if forced_continuous(configured, o.mode) {
-                conn.execute(
-                    "INSERT INTO record_windows (camera, from_ms, to_ms) VALUES (?1, ?2, ?3)",
-                    params![camera, now.0, o.until.map_or(i64::MAX, |u| u.0)],
-                )?;
-            }
         }
     }
     Ok(())
 }
 
 impl RecordModes {
-    /// The modes of `cameras` at `now`, with the overrides the index holds (expired ones dropped).
-    pub async fn load(store: Store, cameras: &[CameraConfig], now: UnixMs) -> Result<Self> {
+    /// The modes of `config`'s cameras at `now`, with the overrides the index holds (expired
+    /// ones dropped), the marks of continuous recording brought up to date.
+    pub async fn load(store: Store, config: &Config, now: UnixMs) -> Result<Self> {
         let overrides: BTreeMap<String, Override> = store.call(load_overrides).await?.into_iter().collect();
-        let modes = Self { cameras: Arc::default(), store, changed: Arc::default() };
-        {
-            let mut map = modes.lock();
-            for camera in cameras {
-                let over = overrides.get(&camera.id).copied();
-                let mode = effective(camera.record, over.as_ref(), now);
-                map.insert(
-                    camera.id.clone(),
-                    CameraMode { configured: camera.record, over, tx: watch::channel(mode).0 },
-                );
-            }
+        let mut cameras = BTreeMap::new();
+        for camera in &config.cameras {
+            let mut entry = CameraMode::new(camera);
+            entry.over = overrides.get(&camera.id).copied();
+            cameras.insert(camera.id.clone(), entry);
         }
+        let inner = Arc::new(Mutex::new(Modes { tz: config.node.time_zone(), cameras }));
+        let modes = Self { inner, store, changed: Arc::default() };
         modes.expire(now).await;
+        let marks = modes.refresh(now, true);
+        modes.mark(marks, now).await;
         Ok(modes)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CameraMode>> {
-        self.cameras.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Modes> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The mode `camera`'s supervisor follows.
-    pub fn watch(&self, camera: &str) -> Option<watch::Receiver<RecordMode>> {
-        self.lock().get(camera).map(|c| c.tx.subscribe())
+    pub fn watch(&self, camera: &str) -> Option<watch::Receiver<InForce>> {
+        self.lock().cameras.get(camera).map(|c| c.tx.subscribe())
     }
 
     /// The mode in force for `camera`.
     pub fn current(&self, camera: &str) -> Option<RecordMode> {
-        self.lock().get(camera).map(|c| *c.tx.borrow())
+        self.lock().cameras.get(camera).map(|c| c.tx.borrow().mode)
+    }
+
+    /// Evaluates every camera at `now`; the marks to write for those whose mode changed.
+    fn refresh(&self, now: UnixMs, always: bool) -> Marks {
+        let mut modes = self.lock();
+        let Modes { tz, cameras } = &mut *modes;
+        cameras.iter_mut().filter_map(|(id, c)| c.refresh(tz, now, always).map(|open| (id.clone(), open))).collect()
+    }
+
+    async fn mark(&self, marks: Marks, now: UnixMs) {
+        if marks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.call(move |conn| store_marks(conn, &marks, now)).await {
+            tracing::error!(error = %e, "windows of continuous recording not marked");
+        }
     }
 
     /// Overrides `camera`'s mode from `now` for `duration` (or until the next command); the
-    /// configured mode without a duration clears the override. Returns the reply's result.
+    /// mode its schedule (or `record`) gives now, without a duration, clears the override.
+    /// Returns the reply's result.
     pub async fn set(
         &self,
         camera: &str,
@@ -151,24 +249,23 @@ impl RecordModes {
         now: UnixMs,
     ) -> Result<serde_json::Value> {
         let (configured, over) = {
-            let map = self.lock();
-            let Some(entry) = map.get(camera) else { anyhow::bail!("no camera {camera:?}") };
+            let modes = self.lock();
+            let Some(entry) = modes.cameras.get(camera) else { anyhow::bail!("no camera {camera:?}") };
             let until = duration.map(|d| UnixMs(now.0 + d.as_millis() as i64));
-            let over = (until.is_some() || mode != entry.configured).then_some(Override { mode, until });
-            (entry.configured, over)
+            let planned = scheduled(entry.configured, &entry.windows, &modes.tz, now).0;
+            (entry.configured, (until.is_some() || mode != planned).then_some(Override { mode, until }))
         };
         let id = camera.to_string();
-        self.store.call(move |conn| store_override(conn, &id, configured, over, now)).await?;
-        if let Some(entry) = self.lock().get_mut(camera) {
+        self.store.call(move |conn| store_override(conn, &id, over, now)).await?;
+        if let Some(entry) = self.lock().cameras.get_mut(camera) {
             entry.over = over;
-            entry.tx.send_if_modified(|current| {
-                std::mem::replace(current, effective(configured, over.as_ref(), now)) != *current
-            });
         }
+        let marks = self.refresh(now, false);
+        self.mark(marks, now).await;
         self.changed.notify_one();
         Ok(serde_json::json!({
             "camera": camera,
-            "mode": effective(configured, over.as_ref(), now).name(),
+            "mode": self.current(camera).unwrap_or(mode).name(),
             "configured": configured.name(),
             "until": over.and_then(|o| o.until).map(UnixMs::to_rfc3339),
         }))
@@ -176,102 +273,105 @@ impl RecordModes {
 
     /// Ends the overrides that expired by `now`.
     async fn expire(&self, now: UnixMs) {
-        let expired: Vec<(String, RecordMode)> = self
+        let expired: Vec<String> = self
             .lock()
+            .cameras
             .iter()
             .filter(|(_, c)| c.over.is_some_and(|o| o.until.is_some_and(|u| u <= now)))
-            .map(|(id, c)| (id.clone(), c.configured))
+            .map(|(id, _)| id.clone())
             .collect();
-        for (camera, configured) in expired {
+        for camera in expired {
             let id = camera.clone();
-            if let Err(e) = self.store.call(move |conn| store_override(conn, &id, configured, None, now)).await {
+            if let Err(e) = self.store.call(move |conn| store_override(conn, &id, None, now)).await {
                 tracing::error!(camera = %camera, error = %e, "expired recording override not cleared");
                 continue;
             }
-            tracing::info!(camera = %camera, mode = configured.name(), "recording override expired");
-            if let Some(entry) = self.lock().get_mut(&camera) {
+            tracing::info!(camera = %camera, "recording override expired");
+            if let Some(entry) = self.lock().cameras.get_mut(&camera) {
                 entry.over = None;
-                entry.tx.send_if_modified(|current| std::mem::replace(current, configured) != *current);
             }
         }
     }
 
-    /// Cameras of a new config: modes follow their `record`, overrides of removed cameras go.
-    pub async fn configure(&self, cameras: &[CameraConfig], now: UnixMs) {
-        let removed: Vec<String> = {
-            let mut map = self.lock();
-            let removed: Vec<String> = map.keys().filter(|id| !cameras.iter().any(|c| c.id == **id)).cloned().collect();
+    /// Cameras of a new config: modes follow their `record`, schedule and the node's time
+    /// zone; overrides of removed cameras go. A camera that may now record `events` and
+    /// could not before keeps what it recorded so far as continuous footage.
+    pub async fn configure(&self, config: &Config, now: UnixMs) {
+        let (removed, mut marks) = {
+            let mut modes = self.lock();
+            modes.tz = config.node.time_zone();
+            let removed: Vec<String> =
+                modes.cameras.keys().filter(|id| !config.cameras.iter().any(|c| c.id == **id)).cloned().collect();
+            let mut marks = Marks::new();
             for id in &removed {
-                map.remove(id);
+                modes.cameras.remove(id);
+                marks.push((id.clone(), None));
             }
-            for camera in cameras {
-                let entry = map.entry(camera.id.clone()).or_insert_with(|| CameraMode {
-                    configured: camera.record,
-                    over: None,
-                    tx: watch::channel(camera.record).0,
-                });
-                entry.configured = camera.record;
-                let mode = effective(entry.configured, entry.over.as_ref(), now);
-                entry.tx.send_if_modified(|current| std::mem::replace(current, mode) != *current);
+            for camera in &config.cameras {
+                let entry = modes.cameras.entry(camera.id.clone()).or_insert_with(|| CameraMode::new(camera));
+                let events = camera.may_record_events();
+                if events && !entry.events {
+                    tracing::info!(camera = %camera.id, "may record events now: footage so far kept as continuous");
+                    marks.push((camera.id.clone(), Some(0)));
+                }
+                (entry.configured, entry.windows, entry.events) = (camera.record, camera.schedule.clone(), events);
             }
-            removed
+            (removed, marks)
         };
+        if let Err(e) = self.store.call(move |conn| mark_so_far(conn, &marks, now)).await {
+            tracing::warn!(error = %e, "footage so far not marked as continuous");
+        }
         for camera in removed {
             let id = camera.clone();
-            if let Err(e) = self.store.call(move |conn| store_override(conn, &id, RecordMode::Off, None, now)).await {
+            if let Err(e) = self.store.call(move |conn| store_override(conn, &id, None, now)).await {
                 tracing::warn!(camera = %camera, error = %e, "override of a removed camera not cleared");
             }
         }
+        marks = self.refresh(now, false);
+        self.mark(marks, now).await;
         self.changed.notify_one();
     }
 
-    /// Ends overrides when they expire, until the task is dropped.
-    pub async fn run(self) {
+    /// Follows the clock until the task is dropped: ends overrides when they expire, moves
+    /// modes at window edges, and looks again at once after a wall-clock step.
+    pub async fn run(self, mut steps: watch::Receiver<Steps>) {
+        let mut steps_open = true;
         loop {
-            let next = self.lock().values().filter_map(|c| c.over.and_then(|o| o.until)).min();
-            let wait = match next {
-                Some(until) => std::time::Duration::from_millis((until.0 - UnixMs::now().0).max(0) as u64),
-                None => std::time::Duration::from_secs(3600),
-            };
+            let next = self.lock().cameras.values().filter_map(|c| c.wake).min();
+            let wait = next.map_or(MAX_SLEEP, |at| Duration::from_millis((at.0 - UnixMs::now().0).max(0) as u64));
             tokio::select! {
-                () = tokio::time::sleep(wait) => self.expire(UnixMs::now()).await,
-                () = self.changed.notified() => {}
+                () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                () = self.changed.notified() => continue,
+                changed = steps.changed(), if steps_open => {
+                    steps_open = changed.is_ok();
+                    tracing::info!("the wall clock was stepped: schedules evaluated again");
+                }
             }
+            let now = UnixMs::now();
+            self.expire(now).await;
+            let marks = self.refresh(now, false);
+            self.mark(marks, now).await;
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_override_holds_until_it_expires() {
-        let over = Override { mode: RecordMode::Off, until: Some(UnixMs(1000)) };
-        assert_eq!(effective(RecordMode::Continuous, Some(&over), UnixMs(999)), RecordMode::Off);
-        assert_eq!(effective(RecordMode::Continuous, Some(&over), UnixMs(1000)), RecordMode::Continuous);
-        let open = Override { mode: RecordMode::Events, until: None };
-        assert_eq!(effective(RecordMode::Continuous, Some(&open), UnixMs(i64::MAX)), RecordMode::Events);
-        assert_eq!(effective(RecordMode::Events, None, UnixMs(0)), RecordMode::Events);
+/// For cameras that may now record `events`: (camera, `Some(0)`) marks everything they
+/// recorded before `now` as continuous; (camera, `None`), a removed camera, closes its marks.
+fn mark_so_far(conn: &Connection, marks: &Marks, now: UnixMs) -> rusqlite::Result<()> {
+    for (camera, so_far) in marks {
+        match so_far {
+            Some(_) => conn
+                .execute(
+                    "INSERT INTO record_windows (camera, from_ms, to_ms) VALUES (?1, 0, ?2)",
+                    params![camera, now.0],
+                )
+                .map(drop)?,
+            None => store_marks(conn, &vec![(camera.clone(), None)], now)?,
+        }
     }
-
-    #[test]
-    fn forcing_an_events_camera_to_record_opens_a_window_closed_by_the_next_change() {
-        let conn = crate::store::migrations::in_memory();
-        let on = Override { mode: RecordMode::Continuous, until: Some(UnixMs(5000)) };
-        store_override(&conn, "cam", RecordMode::Events, Some(on), UnixMs(1000)).expect("store");
-        store_override(&conn, "cam", RecordMode::Events, None, UnixMs(3000)).expect("clear");
-        let windows: Vec<(i64, i64)> = conn
-            .prepare("SELECT from_ms, to_ms FROM record_windows")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(windows, [(1000, 3000)]);
-        assert!(load_overrides(&conn).unwrap().is_empty());
-        let off = Override { mode: RecordMode::Off, until: None };
-        store_override(&conn, "cam", RecordMode::Continuous, Some(off), UnixMs(4000)).expect("store");
-        assert_eq!(load_overrides(&conn).unwrap(), [("cam".to_string(), off)]);
-    }
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "modes_tests.rs"]
+mod tests;

@@ -6,11 +6,12 @@
 use super::controls::{Controls, Hold, Signal};
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
 use super::health::{CameraHealth, CameraState};
+use super::modes::InForce;
 use super::recorder::{self, Feeder, Recorder};
 use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
 use super::source::Source;
 use super::state::Measures;
-use crate::config::schema::{CameraConfig, RecordMode};
+use crate::config::schema::CameraConfig;
 use crate::heartbeat::{Heartbeat, beating};
 use crate::mqtt::MqttHandle;
 use crate::outbox::EventSink;
@@ -105,7 +106,7 @@ impl CameraSupervisor {
 
     /// Supervises the camera until `stop` turns true; records while `mode` is not `Off` and
     /// the storage guard has not paused it.
-    pub async fn run(self, stop: watch::Receiver<bool>, mode: watch::Receiver<RecordMode>) {
+    pub async fn run(self, stop: watch::Receiver<bool>, mode: watch::Receiver<InForce>) {
         let camera = self.id().to_string();
         let last_end = match self.store.call(move |conn| index::last_segment_end(conn, &camera)).await {
             Ok(end) => end,
@@ -115,12 +116,15 @@ impl CameraSupervisor {
             }
         };
         let mut controls = Controls::new(stop, mode, self.storage_pauses.clone());
-        let mut health = CameraHealth::new(UnixMs::now(), last_end, controls.held(self.id()) == Some(Hold::Off));
-        let mut measures = Measures::default();
+        let off = matches!(controls.held(self.id()), Some(Hold::Off | Hold::Schedule));
+        let mut health = CameraHealth::new(UnixMs::now(), last_end, off);
+        let mut measures = Measures { mode: Some(controls.in_force()), ..Measures::default() };
         self.publish_state(&health, &measures);
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
-            if let Some(hold) = controls.held(self.id()) {
+            let held = controls.held(self.id());
+            measures.mode = Some(controls.in_force());
+            if let Some(hold) = held {
                 if !self.wait_while_held(hold, &mut health, &measures, &mut controls).await {
                     return;
                 }
@@ -166,7 +170,7 @@ impl CameraSupervisor {
         controls: &mut Controls,
     ) -> bool {
         match hold {
-            Hold::Off => health.on_disabled(UnixMs::now()),
+            Hold::Off | Hold::Schedule => health.on_disabled(UnixMs::now(), hold.gap_reason()),
             Hold::Storage => health.on_paused(UnixMs::now(), hold.why()),
         }
         self.publish_state(health, measures);
@@ -262,7 +266,11 @@ impl CameraSupervisor {
                         watching.stop(hold.why()).await;
                         watching.paused = true;
                     }
-                    (Signal::Changed, None) => {}
+                    (Signal::Changed, None) => {
+                        // Still recording (the window in force or the next change moved): say so.
+                        camera.measures.mode = Some(controls.in_force());
+                        self.publish_state(camera.health, camera.measures);
+                    }
                 },
                 Ok(()) = clock_steps.changed(), if watching.stopping.is_none() => {
                     // Like a pause: the segment closes on the old time, the next run starts at once.

@@ -50,7 +50,7 @@ pub fn execute(command: Command) -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(loaded) => {
-            println!("{}", summary::summary(&loaded));
+            println!("{}", summary::summary(&loaded, crate::wallclock::UnixMs::now()));
             ExitCode::SUCCESS
         }
         Err(e) => {

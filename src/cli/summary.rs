@@ -1,12 +1,16 @@
 //! What `heldar-edge check` prints of a valid config.
 
+use crate::capture::schedule;
 use crate::config::LoadedConfig;
+use crate::config::schema::{CameraConfig, Window};
+use crate::wallclock::UnixMs;
+use jiff::tz::TimeZone;
 
 /// Where the packages install the drop-in that gives the unit the RK3588 encoder's devices.
 pub const RK3588_DROP_IN: &str = "/usr/share/doc/heldar-edge/examples/rk3588-devices.conf";
 
-/// What `heldar-edge check` prints for a valid config.
-pub fn summary(loaded: &LoadedConfig) -> String {
+/// What `heldar-edge check` prints for a valid config at `now`.
+pub fn summary(loaded: &LoadedConfig, now: UnixMs) -> String {
     let c = &loaded.config;
     let mut lines = vec![
         format!("{}: valid", loaded.path.display()),
@@ -26,6 +30,7 @@ pub fn summary(loaded: &LoadedConfig) -> String {
             camera.zones.len(),
             camera.sample_fps
         ));
+        lines.extend(schedules(camera, &c.node.time_zone(), now));
     }
     lines.push(format!(
         "  backup    {} destinations, {} policies",
@@ -56,4 +61,28 @@ fn home_assistant(loaded: &LoadedConfig) -> String {
         );
     }
     line
+}
+
+/// A camera's schedules in words, and what its schedule does now and next.
+fn schedules(camera: &CameraConfig, tz: &TimeZone, now: UnixMs) -> Vec<String> {
+    let mut lines = Vec::new();
+    let zone = tz.iana_name().unwrap_or("the system's zone");
+    if !camera.schedule.is_empty() {
+        let windows: Vec<String> =
+            camera.schedule.iter().map(|w| format!("{} {}", w.describe(), w.record.name())).collect();
+        lines.push(format!("{:21}schedule  {} ({zone}), else {}", "", windows.join("; "), camera.record.name()));
+        let words = schedule::in_words(camera.record, &camera.schedule, tz, now);
+        lines.push(format!("{:21}now       {}: {words}", "", camera.id));
+    }
+    for shot in &camera.snapshot_schedule {
+        lines.push(format!(
+            "{:21}snapshots every {} s, {} ({zone}), {} px wide, kept {} days",
+            "",
+            shot.every_s,
+            shot.describe(),
+            shot.width,
+            shot.retain_days
+        ));
+    }
+    lines
 }

@@ -2,7 +2,9 @@
 //! Pure: returns every problem found, each with its key path.
 
 use super::board::BoardLimits;
-use super::schema::{CameraConfig, Config, DestinationConfig, DestinationKind, Point, ZoneConfig};
+use super::schema::{
+    CameraConfig, Config, DAY_MINUTES, DestinationConfig, DestinationKind, Point, SnapshotSchedule, ZoneConfig,
+};
 use crate::protocol::rules::{is_label, is_slug, is_token, is_topic_level, is_topic_prefix};
 use std::collections::HashSet;
 
@@ -33,6 +35,14 @@ pub fn validate(config: &Config, node_id: &str, limits: &BoardLimits) -> Vec<Pro
     let mut p = Problems(Vec::new());
     if !is_topic_level(node_id) {
         p.add("node.id", format!("{node_id:?} is not usable as an MQTT topic level: use 1..64 of [A-Za-z0-9_.-]"));
+    }
+    if let Some(name) = &config.node.timezone
+        && jiff::tz::db().get(name).is_err()
+    {
+        p.add(
+            "node.timezone",
+            format!("{name:?} is no time zone of the tz database: use an IANA name such as Europe/Berlin or UTC"),
+        );
     }
     validate_mqtt(config, &mut p);
     validate_storage(config, &mut p);
@@ -160,6 +170,7 @@ fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &m
             ),
         );
     }
+    validate_schedules(camera, key, p);
     let mut zone_ids = HashSet::new();
     for (z, zone) in camera.zones.iter().enumerate() {
         let zkey = format!("{key}.zone[{z}]");
@@ -170,6 +181,42 @@ fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &m
         }
         validate_name(zone.name.as_deref(), &zkey, p);
         validate_zone(zone, &zkey, limits, p);
+    }
+}
+
+/// Most windows in a camera's schedule, and most snapshot schedules.
+const MAX_WINDOWS: usize = 32;
+
+fn validate_schedules(camera: &CameraConfig, key: &str, p: &mut Problems) {
+    if camera.schedule.len() > MAX_WINDOWS {
+        p.add(format!("{key}.schedule"), format!("{} windows, at most {MAX_WINDOWS}", camera.schedule.len()));
+    }
+    for (w, window) in camera.schedule.iter().enumerate() {
+        if window.from.0 == DAY_MINUTES {
+            p.add(format!("{key}.schedule[{w}].from"), "24:00 ends a day: open the window at 00:00 instead");
+        }
+    }
+    if camera.snapshot_schedule.len() > MAX_WINDOWS {
+        let many = camera.snapshot_schedule.len();
+        p.add(format!("{key}.snapshot_schedule"), format!("{many} snapshot schedules, at most {MAX_WINDOWS}"));
+    }
+    for (s, shot) in camera.snapshot_schedule.iter().enumerate() {
+        validate_snapshot_schedule(shot, &format!("{key}.snapshot_schedule[{s}]"), p);
+    }
+}
+
+fn validate_snapshot_schedule(shot: &SnapshotSchedule, key: &str, p: &mut Problems) {
+    if shot.every_s < 10 {
+        p.add(format!("{key}.every_s"), format!("must be at least 10 (seconds), is {}", shot.every_s));
+    }
+    p.range(format!("{key}.every_s"), shot.every_s.max(10), 10, 7 * 86_400);
+    p.range(format!("{key}.width"), shot.width, 32, 3840);
+    if !shot.width.is_multiple_of(2) {
+        p.add(format!("{key}.width"), "must be even");
+    }
+    p.range(format!("{key}.retain_days"), shot.retain_days, 1, 3650);
+    if shot.from.is_some_and(|t| t.0 == DAY_MINUTES) {
+        p.add(format!("{key}.from"), "24:00 ends a day: start at 00:00 instead");
     }
 }
 

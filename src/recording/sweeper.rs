@@ -95,7 +95,13 @@ pub struct Sweeper {
 impl Sweeper {
     /// A sweeper for `config`'s cameras and storage limits.
     pub fn new(config: &LoadedConfig, store: Store, reads: ReadLocks) -> Self {
-        let retain = config.config.cameras.iter().map(|c| (c.id.clone(), (c.record, c.retain_days))).collect();
+        // A camera that may record `events` (its `record` or a window of its schedule) keeps
+        // only what it recorded continuously (`record_windows`) for `retain_days`.
+        let kept_as = |c: &crate::config::schema::CameraConfig| match c.may_record_events() {
+            true => RecordMode::Events,
+            false => c.record,
+        };
+        let retain = config.config.cameras.iter().map(|c| (c.id.clone(), (kept_as(c), c.retain_days))).collect();
         Self {
             store,
             recordings_dir: config.recordings_dir.clone(),
@@ -104,13 +110,7 @@ impl Sweeper {
             min_free_percent: config.config.storage.min_free_percent,
             max_bytes: config.config.storage.max_bytes.map(|b| b.0),
             reads,
-            recording: config
-                .config
-                .cameras
-                .iter()
-                .filter(|c| c.record != RecordMode::Off)
-                .map(|c| c.id.clone())
-                .collect(),
+            recording: config.config.cameras.iter().filter(|c| c.ever_records()).map(|c| c.id.clone()).collect(),
         }
     }
 

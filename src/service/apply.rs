@@ -95,7 +95,7 @@ impl Node {
                 engines.push((id.clone(), engine));
             }
         }
-        self.modes.configure(&new.config.cameras, UnixMs::now()).await;
+        self.modes.configure(&new.config, UnixMs::now()).await;
         let rolls =
             (Duration::from_secs(new.config.events.pre_roll_s), Duration::from_secs(new.config.events.post_roll_s));
         if (!engines.is_empty() || plan.events) && self.zones.send(ZoneUpdate { engines, rolls }).await.is_err() {

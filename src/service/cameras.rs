@@ -126,7 +126,7 @@ impl CameraSet {
         };
         let mode = match deps.modes.watch(&id) {
             Some(mode) => mode,
-            None => watch::channel(camera.record).1,
+            None => watch::channel(crate::capture::modes::InForce::configured(camera.record)).1,
         };
         let supervisor = CameraSupervisor {
             camera: camera.clone(),

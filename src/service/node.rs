@@ -64,7 +64,7 @@ impl Node {
         let session = parts::start_session(&config, &store)?;
         let (mqtt, inbox) = (session.mqtt, session.inbox);
         let events = EventSink::new(store.clone(), session.outbox_wake, config.board.limits.outbox_max);
-        let modes = RecordModes::load(store.clone(), &config.config.cameras, UnixMs::now()).await?;
+        let modes = RecordModes::load(store.clone(), &config.config, UnixMs::now()).await?;
         let shared = Shared::new(&config, &mqtt);
         let (summary_tx, workers) = watch::channel(WorkerSummary::default());
         let (zones, zone_updates) = mpsc::channel(4);
@@ -74,10 +74,10 @@ impl Node {
         let identity = (config.node_id.clone(), config.config.node.board.clone());
         let every = Duration::from_secs(config.config.mqtt.stats_interval_s);
         background.push(tokio::spawn(crate::stats::run(stats.clone(), identity, every, started)));
-        background.push(tokio::spawn(modes.clone().run()));
         background.extend(parts::test_hooks(options, &events, &store));
         let ffmpeg = parts::find_recording_tools(&config, &store).await;
         let (steps_tx, steps) = (shared.steps.clone(), shared.steps.subscribe());
+        background.push(tokio::spawn(modes.clone().run(shared.steps.subscribe())));
         background.push(tokio::spawn(parts::watch_clock(events.clone(), shared.clock_steps.clone(), steps_tx)));
         let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, (ffmpeg.clone(), steps));
         let reporting = JobReporting { events, mqtt: mqtt.clone(), running: RunningPolicies::default() };

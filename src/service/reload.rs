@@ -27,7 +27,7 @@ pub struct Updates {
     pub zones: bool,
     /// Sampling rate or priority (re-planned).
     pub sampling: bool,
-    /// `record` mode.
+    /// `record` mode or schedule.
     pub record: bool,
     /// `retain_days`.
     pub retention: bool,
@@ -72,7 +72,7 @@ fn camera_change(old: &CameraConfig, new: &CameraConfig) -> CameraChange {
     let updates = Updates {
         zones: old.zones != new.zones,
         sampling: old.sample_fps != new.sample_fps || old.priority != new.priority,
-        record: old.record != new.record,
+        record: old.record != new.record || old.schedule != new.schedule,
         retention: old.retain_days != new.retain_days,
     };
     if updates == Updates::default() { CameraChange::Unchanged } else { CameraChange::Updated(updates) }

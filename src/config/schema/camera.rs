@@ -1,5 +1,6 @@
 //! `[[camera]]`: a camera, its V4L2 format and its zones.
 
+use super::schedule::{ScheduleWindow, SnapshotSchedule};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -62,6 +63,26 @@ pub struct CameraConfig {
     /// Zones of this camera.
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
+    /// Windows of the week with their own recording mode; `record` applies outside them.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleWindow>,
+    /// Periodic snapshots kept under the data directory.
+    #[serde(default)]
+    pub snapshot_schedule: Vec<SnapshotSchedule>,
+}
+
+impl CameraConfig {
+    /// Whether the camera may record in `events` mode (its `record`, or a window of its
+    /// schedule): retention then keeps only what it recorded in `continuous` mode for
+    /// `retain_days`, the rest as pre-roll.
+    pub fn may_record_events(&self) -> bool {
+        self.record == RecordMode::Events || self.schedule.iter().any(|w| w.record == RecordMode::Events)
+    }
+
+    /// Whether the camera records at some time (its `record`, or a window of its schedule).
+    pub fn ever_records(&self) -> bool {
+        self.record != RecordMode::Off || self.schedule.iter().any(|w| w.record != RecordMode::Off)
+    }
 }
 
 fn default_segment_s() -> u64 {

@@ -3,9 +3,11 @@
 
 mod backup;
 mod camera;
+mod schedule;
 
 pub use backup::*;
 pub use camera::*;
+pub use schedule::*;
 
 use super::size::ByteSize;
 use serde::Deserialize;
@@ -56,11 +58,27 @@ pub struct NodeConfig {
     /// Where `index.db`, snapshots and exports live.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The IANA time zone schedules are read in (`Europe/Berlin`); the system's when absent.
+    pub timezone: Option<String>,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { id: None, board: default_board(), data_dir: default_data_dir() }
+        Self { id: None, board: default_board(), data_dir: default_data_dir(), timezone: None }
+    }
+}
+
+impl NodeConfig {
+    /// The time zone schedules are read in: `timezone` from the tz database (bundled, or the
+    /// system's), else the system's zone (`TZ`, `/etc/localtime`), else UTC.
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        match &self.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+                tracing::warn!(timezone = %name, error = %e, "unknown time zone: UTC used");
+                jiff::tz::TimeZone::UTC
+            }),
+            None => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+        }
     }
 }
 
