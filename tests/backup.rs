@@ -227,6 +227,45 @@ fn a_job_killed_mid_way_resumes_and_ends_verified() {
 }
 
 #[test]
+fn an_on_request_job_cut_short_resumes_when_the_service_starts() {
+    let dir = TempDir::new("backup-resume");
+    let sources = fixture(&dir.0, 10, 300_000);
+    let target = dir.join("nas");
+    let destination =
+        format!("[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"{}\"\n", target.display());
+    // `every_s = 0`: the policy runs only when asked (here by the CLI, cut by a kill -9).
+    let config = config(&dir.0, &destination, "every_s = 0\nbandwidth = \"600KiB\"\nconcurrency = 1\n");
+    let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["backup", "p", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup");
+    support::wait_for(Duration::from_secs(20), "a first file copied", || {
+        files(&target).iter().any(|f| !f.ends_with(".partial"))
+    });
+    let _ = Command::new("kill").args(["-9", &job.id().to_string()]).status();
+    let _ = job.wait();
+    assert!(files(&target).iter().filter(|f| !f.ends_with(".partial")).count() < sources.len(), "cut mid-job");
+
+    let log = std::fs::File::create(dir.join("service.log")).expect("log");
+    let mut service = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("run");
+    support::wait_for(Duration::from_secs(60), "the job resumed and done", || files(&target) == sources);
+    support::signal(&service, "TERM");
+    assert!(service.wait().expect("wait").success());
+    for path in &sources {
+        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
+    }
+}
+
+#[test]
 fn sftp_through_rclone_and_a_clear_error_without_rclone() {
     let dir = TempDir::new("backup-sftp");
     let sources = fixture(&dir.0, 6, 200_000);

@@ -116,24 +116,32 @@ pub fn finished_event(done: &JobProgress) -> NewEvent {
     }
 }
 
-/// Runs every scheduled policy; a policy interrupted by a crash runs again at once.
+/// Runs every scheduled policy; a job interrupted by a crash runs again at once, whatever its policy.
 pub async fn run(ctx: BackupContext, backup: BackupConfig, reporting: JobReporting) {
     let interrupted = ctx.store.call(|conn| index::interrupt_running(conn, UnixMs::now())).await.unwrap_or(0);
     if interrupted > 0 {
         tracing::warn!(jobs = interrupted, "backup jobs interrupted by a stop resume now");
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for policy in backup.policies.iter().filter(|p| p.every_s > 0) {
+    for policy in &backup.policies {
         let Some(dest) = backup.destinations.iter().find(|d| d.id == policy.destination).cloned() else { continue };
         let (ctx, policy, reporting) = (ctx.clone(), policy.clone(), reporting.clone());
+        // A job cut short resumes at once, also one a `backup` command started (`every_s = 0`).
         let resume = interrupted > 0 && was_interrupted(&ctx, &policy.id).await;
+        if policy.every_s == 0 && !resume {
+            continue;
+        }
         tasks.spawn(async move {
-            let every = Duration::from_secs(policy.every_s);
-            let mut next = if resume { tokio::time::Instant::now() } else { tokio::time::Instant::now() + every };
-            loop {
-                tokio::time::sleep_until(next).await;
+            if resume {
                 run_policy(&ctx, &policy, &dest, &reporting).await;
-                next = tokio::time::Instant::now() + every;
+            }
+            if policy.every_s == 0 {
+                return;
+            }
+            let every = Duration::from_secs(policy.every_s);
+            loop {
+                tokio::time::sleep(every).await;
+                run_policy(&ctx, &policy, &dest, &reporting).await;
             }
         });
     }

@@ -51,9 +51,15 @@ impl FloorKeeper {
         }
     }
 
-    /// Room the coming writes need: the rate over the lookahead, plus the index reserve.
+    /// Room the coming writes need: the rate over the lookahead.
+    pub fn ahead(&self) -> u64 {
+        self.rate() * LOOKAHEAD_S
+    }
+
+    /// Below this much free space a disk full of locked footage pauses a recorder: the
+    /// coming writes and the index reserve.
     pub fn need(&self) -> u64 {
-        self.rate() * LOOKAHEAD_S + RESERVE_BYTES
+        self.ahead() + RESERVE_BYTES
     }
 
     /// Whether to sweep now, before the writes to come cross `floor` (bytes).
@@ -62,7 +68,7 @@ impl FloorKeeper {
             Some((when, true)) => at - when >= SHORT_RESWEEP_MS,
             _ => true,
         };
-        due && free < floor.saturating_add(self.rate() * LOOKAHEAD_S)
+        due && free < floor.saturating_add(self.ahead())
     }
 
     /// A sweep finished at `at`: `stuck` when it could not free the room asked because only

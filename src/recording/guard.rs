@@ -104,7 +104,7 @@ impl StorageGuard {
 
     /// One sweep, ahead of the write rate; whether storage is short of its floor after it.
     async fn sweep(&self, sweeper: &Sweeper, at: i64) -> Option<bool> {
-        let ahead = self.keeper().need();
+        let ahead = self.keeper().ahead();
         let report = match sweeper.sweep_ahead(UnixMs::now(), ahead).await {
             Ok(report) => report,
             Err(e) => {

@@ -217,6 +217,12 @@ impl Sweeper {
             // its next commit, and measuring then would delete more than needed.
             self.apply(&page, &limits, &mut space, &mut report).await?;
         }
+        if report.aged + report.for_space > 0 {
+            let dir = self.recordings_dir.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || crate::sys::disk::sync_fs(&dir)).await? {
+                tracing::warn!(error = %e, "recordings file system not synced after deletions");
+            }
+        }
         report.stuck = space.short(&limits);
         report.short = space.short(&Limits { ahead: 0, ..limits });
         self.store.call(prune_locks_and_gaps).await?;

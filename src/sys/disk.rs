@@ -15,6 +15,18 @@ pub fn disk_space(dir: &Path) -> Result<(u64, u64)> {
     Ok((stat.f_bavail as u64 * unit, stat.f_blocks as u64 * unit))
 }
 
+/// Commits the file system holding `dir` (`syncfs`): after deletions, so the blocks they
+/// freed show in `statvfs` at once and the next measure does not see space still taken.
+pub fn sync_fs(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    // SAFETY: syncfs takes a file descriptor we hold open.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
