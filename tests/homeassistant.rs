@@ -2,7 +2,8 @@
 //! HA's MQTT integration reads it: a retained device config for the node and
 //! one per camera, every entity at QoS 1, sent again once per HA birth and
 //! never on its last will; the recording switch and the snapshot button HA
-//! renders with a fresh request id; zone labels at 0 from the start; a
+//! renders with a fresh request id; zone and whole-frame labels at 0 from the
+//! start, then counting what a worker detects; a
 //! camera removed by a reload leaves HA before its state is cleared, and one
 //! removed while the service was stopped leaves at the next start.
 
@@ -64,7 +65,13 @@ async fn discovery_per_camera_once_per_birth_removals_in_order_and_orphans_gone_
     let mut node = Node::configure(&dir.0, "ha", &broker.url(), &config(&all));
     let mut ha = Watcher::connect(broker.port, "ha-core", true, &["homeassistant/#", "heldar/ha/#"]).await;
     node.start(&[]);
-    let labels = ["heldar/ha/zones/yard/gate/person", "heldar/ha/zones/yard/gate/all"];
+    let labels = [
+        "heldar/ha/zones/yard/gate/person",
+        "heldar/ha/zones/yard/gate/all",
+        "heldar/ha/objects/yard/person",
+        "heldar/ha/objects/yard/all",
+        "heldar/ha/objects/shed/all",
+    ];
     let first = ha
         .collect(30 * SECOND, |m| {
             configs(m).len() >= 4 && labels.iter().all(|l| m.iter().any(|m| m.topic == *l && m.text() == "0"))
@@ -133,6 +140,8 @@ async fn discovery_per_camera_once_per_birth_removals_in_order_and_orphans_gone_
     let occupied = cmps["heldar_ha_yard_gate_person_occupied"]["state_topic"].as_str().unwrap().to_string();
     seen.extend(ha.collect(10 * SECOND, |m| m.iter().any(|m| m.topic == occupied && m.text() == "1")).await);
     assert!(seen.iter().any(|m| m.topic == occupied && m.text() == "1"), "occupancy went to 1 on {occupied}");
+    let objects = cmps["heldar_ha_yard_objects_person_count"]["state_topic"].as_str().unwrap().to_string();
+    assert!(seen.iter().any(|m| m.topic == objects && m.text() == "1"), "the whole frame's person count went to 1");
 
     // The snapshot button; the snapshot is retained, so HA shows it again after a restart.
     let button = &cmps["heldar_ha_yard_take_snapshot"];

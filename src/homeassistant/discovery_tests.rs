@@ -47,6 +47,12 @@ fn a_device_per_camera_via_the_node_and_every_entity_at_qos_1() {
         assert_eq!(occupied["state_topic"], format!("heldar/nvr.01/zones/front/drive_way/{label}"));
     }
     assert_eq!(cmps["heldar_nvr_01_front_drive_way_person_occupied"]["name"], "Drive way person occupancy");
+    assert_eq!(
+        cmps["heldar_nvr_01_front_objects_person_occupied"]["state_topic"],
+        "heldar/nvr.01/objects/front/person"
+    );
+    assert_eq!(cmps["heldar_nvr_01_front_objects_person_occupied"]["name"], "Person occupancy");
+    assert_eq!(cmps["heldar_nvr_01_front_objects_count"]["state_topic"], "heldar/nvr.01/objects/front/all");
     assert!(!cmps.values().any(|c| c["p"] == "switch"), "HA cannot sign: no switch by default");
     let payload = payload(&config, front, &BTreeMap::new());
     assert_eq!(payload["availability_topic"], "heldar/nvr.01/status");

@@ -139,8 +139,34 @@ pub fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, 
                    "icon": "mdi:camera"}),
         );
     }
+    object_components(c, root, camera);
     for zone in &camera.zones {
         zone_components(c, root, camera, zone);
+    }
+}
+
+/// Occupancy and count of the camera's whole frame, for `all` and every label its zones count.
+fn object_components(c: &mut Components, root: &str, camera: &CameraConfig) {
+    let labels =
+        crate::zones::objects::frame_labels(std::slice::from_ref(camera)).remove(&camera.id).unwrap_or_default();
+    for label in labels {
+        let topic = format!("{root}/objects/{}/{label}", camera.id);
+        let (key, name) = match label.as_str() {
+            "all" => ("objects".to_string(), "Object".to_string()),
+            label => (format!("objects_{}", object_id(label)), title(label)),
+        };
+        c.add(
+            &format!("{key}_occupied"),
+            "binary_sensor",
+            json!({"name": format!("{name} occupancy"), "state_topic": topic, "device_class": "occupancy",
+                   "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
+        );
+        c.add(
+            &format!("{key}_count"),
+            "sensor",
+            json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
+                   "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
+        );
     }
 }
 

@@ -52,6 +52,11 @@ impl Topics {
         format!("{}/zones/{camera}/{zone}/{label}", self.root)
     }
 
+    /// `P/objects/<cam>/<label>`: objects of a label in the camera's whole frame, retained.
+    pub fn objects(&self, camera: &str, label: &str) -> String {
+        format!("{}/objects/{camera}/{label}", self.root)
+    }
+
     /// `P/errors`: refused incoming messages.
     pub fn errors(&self) -> String {
         format!("{}/errors", self.root)

@@ -98,7 +98,8 @@ impl Node {
         self.modes.configure(&new.config, UnixMs::now()).await;
         let rolls =
             (Duration::from_secs(new.config.events.pre_roll_s), Duration::from_secs(new.config.events.post_roll_s));
-        if (!engines.is_empty() || plan.events) && self.zones.send(ZoneUpdate { engines, rolls }).await.is_err() {
+        let frame_labels = crate::zones::objects::frame_labels(&new.config.cameras);
+        if self.zones.send(ZoneUpdate { engines, rolls, frame_labels }).await.is_err() {
             tracing::error!("the zone engines are gone: zones not reloaded");
         }
         self.start_tasks(&new, plan.backup);

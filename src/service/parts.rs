@@ -168,6 +168,7 @@ pub fn start_workers(
         latest: shared.detections.clone(),
         stats: shared.zones.clone(),
         clock_steps: shared.steps.subscribe(),
+        frame: crate::zones::objects::FrameObjects::new(crate::zones::objects::frame_labels(&config.config.cameras)),
     };
     let errors = shared.errors.clone();
     vec![

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod geometry;
+pub mod objects;
 pub mod service;
 pub mod steps;
 

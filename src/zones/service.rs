@@ -2,6 +2,7 @@
 //! through the durable outbox, retained occupancy topics, evidence locks.
 
 use super::engine::{Observation, TrackId, ZoneEngine, ZoneEvent, ZoneEventKind};
+use super::objects::FrameObjects;
 use crate::mqtt::MqttHandle;
 use crate::outbox::{EventSink, EventType, NewEvent};
 use crate::recording::locks::{self, NewLock};
@@ -49,6 +50,8 @@ pub struct ZoneService {
     pub stats: std::sync::Arc<std::sync::Mutex<ZoneCounters>>,
     /// Wall-clock steps: the engines' timelines move with each.
     pub clock_steps: tokio::sync::watch::Receiver<crate::sys::clock::Steps>,
+    /// Objects in each camera's whole frame.
+    pub frame: FrameObjects,
 }
 
 /// A reload's change to the zone engines: per camera a new engine (its tracks start over) or
@@ -58,6 +61,8 @@ pub struct ZoneUpdate {
     pub engines: Vec<(String, Option<ZoneEngine>)>,
     /// `[events] pre_roll_s` and `post_roll_s`.
     pub rolls: (Duration, Duration),
+    /// The labels counted in each camera's whole frame.
+    pub frame_labels: BTreeMap<String, Vec<String>>,
 }
 
 /// Occupancy published, by (camera, zone, label).
@@ -89,6 +94,8 @@ impl ZoneService {
                 batch = batches.recv() => {
                     let Some(batch) = batch else { return };
                     self.latest.record(&batch);
+                    let counts = self.frame.batch(&batch.camera, UnixMs::now().0, batch.detections.iter().map(|d| d.label.as_str()));
+                    self.publish_objects(counts);
                     let Some(engine) = self.engines.get_mut(&batch.camera) else { continue };
                     let observations: Vec<Observation<'_>> = batch
                         .detections
@@ -99,6 +106,8 @@ impl ZoneService {
                     latest_ts = Some((batch.camera.clone(), batch.ts));
                 }
                 _ = tick.tick() => {
+                    let counts = self.frame.tick(UnixMs::now().0);
+                    self.publish_objects(counts);
                     let now = instant(UnixMs::now());
                     for (camera, engine) in &mut self.engines {
                         engine.tick(now, &mut |e| out.push((camera.clone(), e)));
@@ -128,6 +137,8 @@ impl ZoneService {
     /// Takes a reload's engines; occupancy of zones that are gone is cleared on the broker.
     fn apply(&mut self, update: ZoneUpdate, visits: &mut Visits, published: &mut Published) {
         (self.pre_roll, self.post_roll) = update.rolls;
+        let counts = self.frame.reconfigure(update.frame_labels);
+        self.publish_objects(counts);
         for (camera, engine) in update.engines {
             let kept: Vec<String> =
                 engine.as_ref().map(|e| e.zones().iter().map(|z| z.id.clone()).collect()).unwrap_or_default();
@@ -225,6 +236,14 @@ impl ZoneService {
 
     fn count(&self, f: impl FnOnce(&mut ZoneCounters)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Publishes whole-frame object counts (retained).
+    fn publish_objects(&self, counts: Vec<super::objects::ObjectCount>) {
+        for (camera, label, count) in counts {
+            let topic = self.mqtt.topics().objects(&camera, &label);
+            self.mqtt.publish(topic, count.to_string(), QoS::AtLeastOnce, true);
+        }
     }
 
     /// Publishes `P/zones/<cam>/<zone>/<label>` and `.../all` (retained) where they changed.
