@@ -174,7 +174,10 @@ impl StatsSources {
         // statvfs can block on a busy or network file system: off the runtime thread.
         let space = tokio::task::spawn_blocking(move || crate::sys::disk::disk_space(&dir).ok()).await.ok().flatten();
         let mut sections = self.sections();
-        sections.push(("storage", storage_section(space, recorded)));
+        let mut storage = storage_section(space, recorded);
+        // Scheduled snapshots live under the data directory, beside the recordings.
+        storage["snapshots_bytes"] = self.store.call(crate::capture::stills::stills_bytes).await.ok().into();
+        sections.push(("storage", storage));
         let session = self.mqtt.stats();
         let input = StatsInput {
             node: node.to_string(),

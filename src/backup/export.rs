@@ -2,9 +2,11 @@
 //! manifest (camera, start, end, sha256 per file), written under a temporary
 //! name, with the sources read-locked while it runs. Optionally the segments at
 //! the window's edges are cut to it with `ffmpeg -c copy` (no re-encoding).
+//! The scheduled snapshots of the window go in too, with their own list.
 
 use super::copy::hex;
 use super::tar;
+use crate::capture::stills::{StillRow, stills_between};
 use crate::recording::index::{self, SegmentRow};
 use crate::recording::sweeper::ReadLocks;
 use crate::store::Store;
@@ -46,6 +48,8 @@ pub struct ExportResult {
     pub sha256: String,
     /// Segments in it.
     pub files: usize,
+    /// Scheduled snapshots in it.
+    pub snapshots: usize,
 }
 
 /// The window holds no footage of the cameras asked for.
@@ -65,10 +69,10 @@ pub fn archive_name(from: UnixMs, to: UnixMs) -> String {
     format!("export-{}-{}.tar", from.to_rfc3339(), to.to_rfc3339()).replace(':', "")
 }
 
-/// Writes the archive of `request`.
+/// Writes the archive of `request`: segments from `recordings_dir`, snapshots from `data_dir`.
 pub async fn export(
     store: &Store,
-    recordings_dir: &Path,
+    (recordings_dir, data_dir): (&Path, &Path),
     reads: &ReadLocks,
     request: ExportRequest,
 ) -> Result<ExportResult> {
@@ -76,17 +80,17 @@ pub async fn export(
         bail!("the window is empty: --to must be after --from");
     }
     let (cameras, from, to) = (request.cameras.clone(), request.from, request.to);
-    let (rows, unsynced): (Vec<SegmentRow>, Vec<i64>) = store
+    let (rows, unsynced, stills): (Vec<SegmentRow>, Vec<i64>, Vec<StillRow>) = store
         .call(move |conn| {
             let rows = index::segments_overlapping(conn, &cameras, from, to)?;
             let unsynced = index::unsynced_among(conn, &rows.iter().map(|r| r.id).collect::<Vec<_>>())?;
-            Ok((rows, unsynced))
+            Ok((rows, unsynced, stills_between(conn, &cameras, from, to)?))
         })
         .await?;
-    if rows.is_empty() {
+    if rows.is_empty() && stills.is_empty() {
         return Err(NoFootage(format!("no footage of {} between {from} and {to}", describe(&request.cameras))).into());
     }
-    let total: u64 = rows.iter().map(|r| r.segment.bytes).sum();
+    let total: u64 = rows.iter().map(|r| r.segment.bytes).sum::<u64>() + stills.iter().map(|s| s.bytes).sum::<u64>();
     if total > request.max_bytes {
         bail!("the window holds {total} bytes, over the export limit of {}: narrow it", request.max_bytes);
     }
@@ -98,8 +102,9 @@ pub async fn export(
         false => None,
     };
     let _reading = reads.hold(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
-    let recordings_dir = recordings_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || write_archive(&recordings_dir, (&rows, &unsynced), &request, ffmpeg.as_deref()))
+    let dirs = (recordings_dir.to_path_buf(), data_dir.to_path_buf());
+    let files = Files { rows, unsynced, stills };
+    tokio::task::spawn_blocking(move || write_archive((&dirs.0, &dirs.1), &files, &request, ffmpeg.as_deref()))
         .await
         .context("export task")?
 }
@@ -138,13 +143,47 @@ fn describe(cameras: &[String]) -> String {
     if cameras.is_empty() { "any camera".to_string() } else { cameras.join(", ") }
 }
 
-/// Writes the archive of `rows` (`unsynced`: the ids recorded on an unsynchronised clock).
+/// What an archive holds.
+struct Files {
+    /// Segments.
+    rows: Vec<SegmentRow>,
+    /// The ids of those recorded on an unsynchronised clock.
+    unsynced: Vec<i64>,
+    /// Scheduled snapshots.
+    stills: Vec<StillRow>,
+}
+
+/// Appends `source` to the archive as `name`; its size and SHA-256.
+fn append(out: &mut impl Write, name: &str, source: &Path, (buf, mtime): (&mut [u8], u64)) -> Result<(u64, String)> {
+    let mut input = std::fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
+    let size = input.metadata()?.len();
+    tar::header(out, name, size, mtime)?;
+    let mut hasher = Sha256::new();
+    let mut copied = 0u64;
+    loop {
+        let n = input.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    if copied != size {
+        bail!("{name} changed while it was exported");
+    }
+    tar::pad(out, size)?;
+    Ok((size, hex(&hasher.finalize())))
+}
+
+/// Writes the archive of `files`.
 fn write_archive(
-    recordings_dir: &Path,
-    (rows, unsynced): (&[SegmentRow], &[i64]),
+    (recordings_dir, data_dir): (&Path, &Path),
+    files: &Files,
     request: &ExportRequest,
     ffmpeg: Option<&Path>,
 ) -> Result<ExportResult> {
+    let (rows, unsynced) = (&files.rows, &files.unsynced);
     if let Some(dir) = request.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -164,37 +203,29 @@ fn write_archive(
             (start, end) = (UnixMs(s.start.0 + cut.0), UnixMs(s.start.0 + cut.0 + cut.1));
             source = cut_file.clone();
         }
-        let mut input = std::fs::File::open(&source).with_context(|| format!("opening {}", source.display()))?;
-        let size = input.metadata()?.len();
-        tar::header(&mut out, &s.path, size, mtime)?;
-        let mut hasher = Sha256::new();
-        let mut copied = 0u64;
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            copied += n as u64;
-        }
-        if copied != size {
-            bail!("{} changed while it was exported", s.path);
-        }
-        tar::pad(&mut out, size)?;
+        let (size, sha256) = append(&mut out, &s.path, &source, (&mut buf, mtime))?;
         manifest.push(json!({
             "path": s.path, "camera": s.camera, "start": start.to_rfc3339(), "end": end.to_rfc3339(),
-            "bytes": size, "sha256": hex(&hasher.finalize()), "cut": source == cut_file,
+            "bytes": size, "sha256": sha256, "cut": source == cut_file,
             "clock_unsynchronised": unsynced.contains(&row.id),
         }));
     }
     let _ = std::fs::remove_file(&cut_file);
+    let mut snapshots = Vec::with_capacity(files.stills.len());
+    for still in &files.stills {
+        let (size, sha256) = append(&mut out, &still.path, &data_dir.join(&still.path), (&mut buf, mtime))?;
+        snapshots.push(json!({
+            "path": still.path, "camera": still.camera, "ts": still.ts.to_rfc3339(), "bytes": size,
+            "sha256": sha256, "width": still.width, "height": still.height,
+        }));
+    }
     let manifest = serde_json::to_vec_pretty(&json!({
         "v": 1,
         "cameras": request.cameras,
         "from": request.from.to_rfc3339(),
         "to": request.to.to_rfc3339(),
         "files": manifest,
+        "snapshots": snapshots,
     }))?;
     tar::header(&mut out, "manifest.json", manifest.len() as u64, mtime)?;
     out.write_all(&manifest)?;
@@ -207,7 +238,7 @@ fn write_archive(
     if let Some(dir) = request.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
     }
-    Ok(ExportResult { path: request.out.clone(), bytes, sha256, files: rows.len() })
+    Ok(ExportResult { path: request.out.clone(), bytes, sha256, files: rows.len(), snapshots: snapshots.len() })
 }
 
 /// Counts and hashes what goes through.

@@ -15,6 +15,7 @@ pub mod segments;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod stills;
 pub mod supervisor;
 pub mod v4l2;
 

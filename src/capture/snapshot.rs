@@ -2,9 +2,11 @@
 //! decoded by a one-shot ffmpeg from the end of the segment being written
 //! (fragmented MP4 is readable while it grows), or from the newest indexed
 //! one. Works whether or not a worker is online, and costs nothing between
-//! requests.
+//! requests. A scheduled snapshot (`stills.rs`) wants a fresh frame: from the
+//! segment being written, else straight from the source.
 
 use super::CameraStates;
+use super::source::Source;
 use crate::recording::index;
 use crate::sampler::jpeg;
 use crate::store::Store;
@@ -63,15 +65,35 @@ pub struct Snapshots {
     /// Largest JPEG that may be published (the board's frame size).
     pub max_bytes: usize,
     seqs: Arc<Mutex<BTreeMap<String, u64>>>,
+    temps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The ffmpeg arguments decoding the last frames of `source` into `out`, `width` at most.
 pub fn decode_args(source: &Path, out: &Path, width: u32) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-sseof", "-3", "-i"].map(String::from).to_vec();
-    args.push(source.display().to_string());
+    let input = ["-sseof".to_string(), "-3".into(), "-i".into(), source.display().to_string()];
+    with_output(&input, out, width, false)
+}
+
+/// The ffmpeg arguments decoding one frame of a camera's `source` into `out`, `width` at
+/// most; `None` for a V4L2 device (its recorder holds it).
+pub fn grab_args(source: &Source, out: &Path, width: u32) -> Option<Vec<String>> {
+    let input: Vec<String> = match source {
+        Source::Rtsp(url) => ["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from).to_vec(),
+        Source::Http(url) => ["-rw_timeout", "10000000", "-i", url].map(String::from).to_vec(),
+        Source::Lavfi(graph) => ["-f", "lavfi", "-i", graph].map(String::from).to_vec(),
+        Source::V4l2(_) => return None,
+    };
+    Some(with_output(&input, out, width, true))
+}
+
+fn with_output(input: &[String], out: &Path, width: u32, one_frame: bool) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"].map(String::from).to_vec();
+    args.extend_from_slice(input);
     args.extend(["-map", "0:v:0", "-vf"].map(String::from));
     args.push(format!("scale='min({width},iw)':-2"));
+    if one_frame {
+        args.extend(["-frames:v", "1"].map(String::from));
+    }
     // Every decoded frame overwrites the file: the last one stays.
     args.extend(["-q:v", "4", "-update", "1", "-f", "image2"].map(String::from));
     args.push(out.display().to_string());
@@ -81,7 +103,7 @@ pub fn decode_args(source: &Path, out: &Path, width: u32) -> Vec<String> {
 impl Snapshots {
     /// Snapshots decoded with `ffmpeg` and kept under `dir`.
     pub fn new(ffmpeg: PathBuf, recordings_dir: PathBuf, dir: PathBuf, max_bytes: usize) -> Self {
-        Self { ffmpeg, recordings_dir, dir, max_bytes, seqs: Arc::default() }
+        Self { ffmpeg, recordings_dir, dir, max_bytes, seqs: Arc::default(), temps: Arc::default() }
     }
 
     /// The latest frame of `camera`: from the segment it is writing, else its newest indexed
@@ -98,7 +120,7 @@ impl Snapshots {
             }
             if let Some(file) = states.writing(camera) {
                 let ts = tokio::fs::metadata(&file).await.and_then(|m| m.modified()).ok().map(unix_ms);
-                match self.decode(&file, &out).await {
+                match self.decode(&|w| decode_args(&file, &out, w), &out, MAX_WIDTH).await {
                     Ok(frame) => return Ok(self.numbered(camera, frame, ts.unwrap_or_else(UnixMs::now))),
                     Err(e) => last_error = Some(e),
                 }
@@ -106,7 +128,7 @@ impl Snapshots {
             let id = camera.to_string();
             if let Some(row) = store.call(move |conn| index::latest_segment(conn, &id)).await? {
                 let file = self.recordings_dir.join(&row.segment.path);
-                match self.decode(&file, &out).await {
+                match self.decode(&|w| decode_args(&file, &out, w), &out, MAX_WIDTH).await {
                     Ok(frame) => return Ok(self.numbered(camera, frame, row.segment.end)),
                     Err(e) => last_error = Some(e),
                 }
@@ -118,12 +140,69 @@ impl Snapshots {
         }
     }
 
-    async fn decode(&self, source: &Path, out: &Path) -> Result<(Vec<u8>, u32, u32)> {
+    /// A fresh frame of `camera`, `width` at most, for a scheduled snapshot: from the segment
+    /// its recorder writes (a recorder just started gets a few tries), else straight from
+    /// `source` (not a V4L2 device, which only its recorder may hold).
+    pub async fn take_fresh(
+        &self,
+        states: &CameraStates,
+        camera: &str,
+        source: Option<&Source>,
+        width: u32,
+    ) -> Result<Snapshot> {
+        tokio::fs::create_dir_all(&self.dir).await.with_context(|| format!("creating {}", self.dir.display()))?;
+        let out = self.dir.join(format!(".{camera}-{width}-{}.jpg", self.next_temp()));
+        let taken = self.fresh_frame(states, camera, source, width, &out).await;
+        let _ = tokio::fs::remove_file(&out).await;
+        taken.map(|frame| self.numbered(camera, frame, UnixMs::now()))
+    }
+
+    async fn fresh_frame(
+        &self,
+        states: &CameraStates,
+        camera: &str,
+        source: Option<&Source>,
+        width: u32,
+        out: &Path,
+    ) -> Result<(Vec<u8>, u32, u32)> {
+        let mut last_error = None;
+        for attempt in 0..ATTEMPTS {
+            let Some(file) = states.writing(camera) else { break };
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            match self.decode(&|w| decode_args(&file, out, w), out, width).await {
+                Ok(frame) => return Ok(frame),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if let Some(source) = source.filter(|_| states.writing(camera).is_none()) {
+            if grab_args(source, out, width).is_some() {
+                let grab = |w| grab_args(source, out, w).unwrap_or_default();
+                return self.decode(&grab, out, width).await.context("no frame from the source");
+            }
+            bail!("camera {camera} does not record now, and its V4L2 device is its recorder's");
+        }
+        Err(last_error.unwrap_or_else(|| NothingRecorded(camera.to_string()).into()))
+    }
+
+    fn next_temp(&self) -> u64 {
+        self.temps.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `args(width)` and reads the JPEG it left in `out`, halving the width until it fits
+    /// the board's frame size.
+    async fn decode(
+        &self,
+        args: &(dyn Fn(u32) -> Vec<String> + Sync),
+        out: &Path,
+        width: u32,
+    ) -> Result<(Vec<u8>, u32, u32)> {
         let _ = tokio::fs::remove_file(out).await;
-        let mut width = MAX_WIDTH;
+        let mut width = width;
         loop {
             let run = tokio::process::Command::new(&self.ffmpeg)
-                .args(decode_args(source, out, width))
+                .args(args(width))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
@@ -136,7 +215,7 @@ impl Snapshots {
             let jpeg_bytes = tokio::fs::read(out).await.unwrap_or_default();
             let Some((w, h)) = jpeg::dimensions(&jpeg_bytes) else {
                 let said = String::from_utf8_lossy(&output.stderr);
-                bail!("ffmpeg decoded no frame of {}: {}", source.display(), said.trim());
+                bail!("ffmpeg decoded no frame: {}", said.lines().next().unwrap_or_default().trim());
             };
             if jpeg_bytes.len() <= self.max_bytes {
                 return Ok((jpeg_bytes, w, h));
@@ -172,5 +251,16 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["-update", "1"]));
         assert!(args.contains(&"scale='min(1920,iw)':-2".to_string()));
         assert_eq!(args.last().map(String::as_str), Some("/d/a.jpg"));
+    }
+
+    #[test]
+    fn grabs_one_frame_of_a_source_but_never_a_v4l2_device() {
+        let lavfi = grab_args(&Source::Lavfi("testsrc2".into()), Path::new("/d/a.jpg"), 160).expect("lavfi");
+        assert!(lavfi.windows(4).any(|w| w == ["-f", "lavfi", "-i", "testsrc2"]));
+        assert!(lavfi.windows(2).any(|w| w == ["-frames:v", "1"]));
+        assert!(lavfi.contains(&"scale='min(160,iw)':-2".to_string()));
+        let rtsp = grab_args(&Source::Rtsp("rtsp://h/s".into()), Path::new("/d/a.jpg"), 640).expect("rtsp");
+        assert!(rtsp.windows(2).any(|w| w == ["-rtsp_transport", "tcp"]));
+        assert_eq!(grab_args(&Source::V4l2("/dev/video0".into()), Path::new("/d/a.jpg"), 640), None);
     }
 }

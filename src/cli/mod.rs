@@ -113,7 +113,8 @@ fn export(path: &Path, request: impl FnOnce(&LoadedConfig) -> ExportRequest) -> 
     let request = request(&loaded);
     match runtime().and_then(|rt| rt.block_on(oneshot::export_once(loaded, request))) {
         Ok(done) => {
-            println!("{}: {} segments, {} bytes, sha256 {}", done.path.display(), done.files, done.bytes, done.sha256);
+            let (path, files, snapshots) = (done.path.display(), done.files, done.snapshots);
+            println!("{path}: {files} segments, {snapshots} snapshots, {} bytes, sha256 {}", done.bytes, done.sha256);
             ExitCode::SUCCESS
         }
         Err(e) => {

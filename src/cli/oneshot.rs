@@ -74,9 +74,9 @@ pub async fn backup_once(
 
 /// `heldar-edge export`: writes one archive of a window of footage.
 pub async fn export_once(config: LoadedConfig, request: ExportRequest) -> Result<ExportResult> {
-    let recordings_dir = config.recordings_dir.clone();
+    let (recordings_dir, data_dir) = (config.recordings_dir.clone(), config.data_dir.clone());
     with_index(&config, |store| async move {
-        crate::backup::export::export(&store, &recordings_dir, &ReadLocks::default(), request).await
+        crate::backup::export::export(&store, (&recordings_dir, &data_dir), &ReadLocks::default(), request).await
     })
     .await
 }

@@ -238,13 +238,15 @@ impl Host {
         };
         let out = directory.join(export::archive_name(from, to));
         let export = ExportRequest { cameras, from, to, out, max_bytes: export::DEFAULT_MAX_BYTES, cut: args.cut };
-        let done = export::export(&self.store, &config.recordings_dir, &self.reads, export).await.map_err(|e| {
+        let dirs = (config.recordings_dir.as_path(), config.data_dir.as_path());
+        let done = export::export(&self.store, dirs, &self.reads, export).await.map_err(|e| {
             let code =
                 if e.downcast_ref::<export::NoFootage>().is_some() { ErrorCode::NotFound } else { ErrorCode::Failed };
             CommandError::new(code, format!("{e:#}"))
         })?;
         Ok(
-            json!({"path": done.path.display().to_string(), "bytes": done.bytes, "sha256": done.sha256, "files": done.files}),
+            json!({"path": done.path.display().to_string(), "bytes": done.bytes, "sha256": done.sha256, "files": done.files,
+                   "snapshots": done.snapshots}),
         )
     }
 

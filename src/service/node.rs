@@ -8,6 +8,7 @@ use super::tasks::{self, ConfigTasks};
 use crate::backup::job::BackupContext;
 use crate::backup::scheduler::{JobReporting, RunningPolicies};
 use crate::capture::modes::RecordModes;
+use crate::capture::stills::Stills;
 use crate::commands::auth::Verifier;
 use crate::commands::exec::ReloadRequest;
 use crate::config::LoadedConfig;
@@ -45,6 +46,8 @@ pub struct Node {
     tasks: ConfigTasks,
     /// Paused recorders and the `storage_pressure` episode, kept across reloads.
     storage: StorageGuard,
+    /// Scheduled snapshots: their task is started anew with the config.
+    stills: Stills,
     background: Vec<JoinHandle<()>>,
     session: Option<JoinHandle<()>>,
     /// This process's hold on `data_dir`: one writer at a time.
@@ -79,6 +82,7 @@ impl Node {
         let (steps_tx, steps) = (shared.steps.clone(), shared.steps.subscribe());
         background.push(tokio::spawn(modes.clone().run(shared.steps.subscribe())));
         background.push(tokio::spawn(parts::watch_clock(events.clone(), shared.clock_steps.clone(), steps_tx)));
+        let stills = Stills::new(&config, ffmpeg.clone(), (&store, &mqtt, &shared.cameras), shared.steps.subscribe());
         let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, (ffmpeg.clone(), steps));
         let reporting = JobReporting { events, mqtt: mqtt.clone(), running: RunningPolicies::default() };
         let (config, config_rx) = watch::channel(Arc::new(config));
@@ -109,6 +113,7 @@ impl Node {
             reporting,
             tasks: ConfigTasks::default(),
             storage: shared.storage.clone(),
+            stills,
             background,
             session: Some(session.task),
             _lock: lock,
@@ -190,6 +195,9 @@ impl Node {
         let every = Duration::from_secs(config.config.storage.sweep_interval_s);
         let sweeping = tokio::spawn(self.storage.clone().run(sweeper, self.reporting.events.clone(), every));
         tasks::replace(&mut self.tasks.sweeper, Some(sweeping));
+        let stills = Stills::cameras(config, |id| self.cameras.source(id).cloned());
+        let taking = tokio::spawn(self.stills.clone().run(stills, config.config.node.time_zone()));
+        tasks::replace(&mut self.tasks.stills, Some(taking));
         if backups {
             let scheduler = (!config.config.backup.policies.is_empty()).then(|| {
                 let ctx = BackupContext::new(config, &self.store, &self.reads);

@@ -12,6 +12,8 @@ pub struct ConfigTasks {
     pub sweeper: Option<JoinHandle<()>>,
     /// The backup scheduler.
     pub backups: Option<JoinHandle<()>>,
+    /// Scheduled snapshots and their retention.
+    pub stills: Option<JoinHandle<()>>,
 }
 
 /// Puts `task` in `slot`, aborting what was there.
@@ -24,7 +26,7 @@ pub fn replace(slot: &mut Option<JoinHandle<()>>, task: Option<JoinHandle<()>>) 
 impl ConfigTasks {
     /// Aborts them all and waits until they are gone.
     pub async fn abort_all(&mut self) {
-        let tasks = [self.planner.take(), self.sweeper.take(), self.backups.take()];
+        let tasks = [self.planner.take(), self.sweeper.take(), self.backups.take(), self.stills.take()];
         abort_all(tasks.into_iter().flatten()).await;
     }
 }

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_garbage", include_str!("../../migrations/0007_garbage.sql")),
     ("0008_segment_clock", include_str!("../../migrations/0008_segment_clock.sql")),
     ("0009_ha_advertised", include_str!("../../migrations/0009_ha_advertised.sql")),
+    ("0010_snapshots", include_str!("../../migrations/0010_snapshots.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.
