@@ -19,9 +19,10 @@ use crate::wallclock::UnixMs;
 use anyhow::{Context, Result};
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, params};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -172,6 +173,18 @@ pub struct Stills {
     pub data_dir: PathBuf,
     /// Wall-clock steps: the next times are found again at once.
     pub clock_steps: watch::Receiver<Steps>,
+    /// Snapshots being taken (camera, width): one at a time each, so a slow source cannot
+    /// pile up decoders.
+    busy: Arc<Mutex<BTreeSet<(String, u32)>>>,
+}
+
+/// Takes a (camera, width) off the busy list when its snapshot is done.
+struct Taking(Arc<Mutex<BTreeSet<(String, u32)>>>, (String, u32));
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
 }
 
 impl Stills {
@@ -190,6 +203,7 @@ impl Stills {
             states: states.clone(),
             data_dir: config.data_dir.clone(),
             clock_steps,
+            busy: Arc::default(),
         }
     }
 
@@ -239,8 +253,17 @@ impl Stills {
             }
             for (_, camera, width) in shots.into_iter().filter(|s| s.0 == next) {
                 let source = cameras.iter().find(|c| c.id == camera).and_then(|c| c.source.clone());
+                if !self.busy.lock().unwrap_or_else(|p| p.into_inner()).insert((camera.clone(), width)) {
+                    tracing::warn!(camera = %camera, "the previous snapshot is still being taken: this one is skipped");
+                    continue;
+                }
+                let taking = Taking(self.busy.clone(), (camera.clone(), width));
                 // Its own task: a slow decode delays neither the next snapshot nor other cameras.
-                tokio::spawn(self.clone().take(camera, source, width));
+                let stills = self.clone();
+                tokio::spawn(async move {
+                    stills.take(camera, source, width).await;
+                    drop(taking);
+                });
             }
             after = now.max(next);
             self.sweep_now(&keep, &mut swept).await;
