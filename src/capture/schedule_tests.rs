@@ -234,3 +234,19 @@ fn schedules_in_words_name_the_next_change() {
     assert_eq!(words, "continuous until 06:00 Tue, then events");
     assert_eq!(in_words(Off, &[], &tz, t("2026-11-23T23:00:00Z")), "off, no change within a week");
 }
+
+#[test]
+fn the_bundled_tz_database_serves_boards_without_zoneinfo() {
+    // What a board without /usr/share/zoneinfo reads (the `tzdb-bundle-always` feature).
+    let bundled = jiff::tz::TimeZoneDatabase::bundled();
+    for name in ["Europe/Berlin", "America/New_York"] {
+        let tz = bundled.get(name).unwrap_or_else(|e| panic!("{name} not bundled: {e}"));
+        let night = [window("daily", "01:00", "05:00", Continuous)];
+        let mode_at = |u| scheduled(Off, &night, &tz, u).0;
+        let (open, close) = match name {
+            "Europe/Berlin" => ("2026-10-24T23:00:00Z", "2026-10-25T04:00:00Z"),
+            _ => ("2026-11-01T05:00:00Z", "2026-11-01T10:00:00Z"),
+        };
+        assert_eq!(next_change(&night, &tz, t(open), mode_at), Some(t(close)), "{name}: five real hours that night");
+    }
+}
