@@ -19,11 +19,10 @@ mod board_support;
 mod support;
 
 use board_support::{
-    Board, CAMERA, NODE, SECOND, Seen, Worker, check_index, dump_disk, guest_load, last_segment_end, now_ms,
-    play_errors, pump, rss_budget_kib,
+    Board, CAMERA, NODE, SECOND, Seen, Worker, announce_worker, check_index, dump_disk, guest_load, last_segment_end,
+    now_ms, play_errors, pump, rss_budget_kib,
 };
 use heldar_edge::wallclock::UnixMs;
-use rumqttc::QoS;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -106,16 +105,7 @@ async fn the_emulated_arm64_board_records_samples_raises_zone_events_and_survive
     let stats = seen.on("stats").map(|(_, m)| m.json()).last().expect("P/stats");
     assert_eq!(stats["board"], "qemu-arm64", "{stats}");
 
-    watcher
-        .client
-        .publish(
-            format!("heldar/{NODE}/workers/walker/status"),
-            QoS::AtLeastOnce,
-            true,
-            json!({"v": 1, "state": "online", "labels": ["person"]}).to_string(),
-        )
-        .await
-        .expect("worker status");
+    announce_worker(&watcher.client).await;
     worker.walk(
         "p1",
         &[

@@ -197,44 +197,14 @@ fn usb_refused_unplugged_and_completed_without_copying_twice() {
     assert!(text(&again).contains("backup p: 0 files"), "nothing copied twice: {}", text(&again));
 }
 
-#[test]
-fn a_job_killed_mid_way_resumes_and_ends_verified() {
-    let dir = TempDir::new("backup-kill");
+/// Starts `heldar-edge backup p` over 10 files at 600 KiB/s with `policy_extra` and kills it
+/// (`-9`) once the first file is copied; returns the files, the destination and the config.
+fn killed_mid_job(dir: &TempDir, policy_extra: &str) -> (Vec<String>, PathBuf, PathBuf) {
     let sources = fixture(&dir.0, 10, 300_000);
     let target = dir.join("nas");
     let destination =
         format!("[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"{}\"\n", target.display());
-    let config = config(&dir.0, &destination, "bandwidth = \"600KiB\"\nconcurrency = 1\n");
-    let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
-        .args(["backup", "p", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("backup");
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = Command::new("kill").args(["-9", &job.id().to_string()]).status();
-    let _ = job.wait();
-    let partway = files(&target);
-    assert!(partway.iter().filter(|f| !f.ends_with(".partial")).count() < sources.len(), "killed mid-job: {partway:?}");
-
-    let done = backup(&config, None);
-    assert!(done.status.success(), "{}", text(&done));
-    assert_eq!(files(&target), sources, "exactly the expected files, no temporary ones");
-    for path in &sources {
-        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
-    }
-}
-
-#[test]
-fn an_on_request_job_cut_short_resumes_when_the_service_starts() {
-    let dir = TempDir::new("backup-resume");
-    let sources = fixture(&dir.0, 10, 300_000);
-    let target = dir.join("nas");
-    let destination =
-        format!("[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"{}\"\n", target.display());
-    // `every_s = 0`: the policy runs only when asked (here by the CLI, cut by a kill -9).
-    let config = config(&dir.0, &destination, "every_s = 0\nbandwidth = \"600KiB\"\nconcurrency = 1\n");
+    let config = config(&dir.0, &destination, &format!("{policy_extra}bandwidth = \"600KiB\"\nconcurrency = 1\n"));
     let mut job = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
         .args(["backup", "p", "-c"])
         .arg(&config)
@@ -247,8 +217,33 @@ fn an_on_request_job_cut_short_resumes_when_the_service_starts() {
     });
     let _ = Command::new("kill").args(["-9", &job.id().to_string()]).status();
     let _ = job.wait();
-    assert!(files(&target).iter().filter(|f| !f.ends_with(".partial")).count() < sources.len(), "cut mid-job");
+    let partway = files(&target);
+    assert!(partway.iter().filter(|f| !f.ends_with(".partial")).count() < sources.len(), "killed mid-job: {partway:?}");
+    (sources, target, config)
+}
 
+/// Every source file is at the destination with the same content.
+fn assert_backed_up(dir: &TempDir, sources: &[String], target: &Path) {
+    for path in sources {
+        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
+    }
+}
+
+#[test]
+fn a_job_killed_mid_way_resumes_and_ends_verified() {
+    let dir = TempDir::new("backup-kill");
+    let (sources, target, config) = killed_mid_job(&dir, "");
+    let done = backup(&config, None);
+    assert!(done.status.success(), "{}", text(&done));
+    assert_eq!(files(&target), sources, "exactly the expected files, no temporary ones");
+    assert_backed_up(&dir, &sources, &target);
+}
+
+#[test]
+fn an_on_request_job_cut_short_resumes_when_the_service_starts() {
+    let dir = TempDir::new("backup-resume");
+    // `every_s = 0`: the policy runs only when asked (here by the CLI, cut by a kill -9).
+    let (sources, target, config) = killed_mid_job(&dir, "every_s = 0\n");
     let log = std::fs::File::create(dir.join("service.log")).expect("log");
     let mut service = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
         .args(["run", "-c"])
@@ -260,9 +255,7 @@ fn an_on_request_job_cut_short_resumes_when_the_service_starts() {
     support::wait_for(Duration::from_secs(60), "the job resumed and done", || files(&target) == sources);
     support::signal(&service, "TERM");
     assert!(service.wait().expect("wait").success());
-    for path in &sources {
-        assert!(same_content(&dir.join(&format!("data/recordings/{path}")), &target.join(path)), "{path} differs");
-    }
+    assert_backed_up(&dir, &sources, &target);
 }
 
 #[test]

@@ -155,18 +155,7 @@ fn object_components(c: &mut Components, root: &str, camera: &CameraConfig) {
             "all" => ("objects".to_string(), "Object".to_string()),
             label => (format!("objects_{}", object_id(label)), title(label)),
         };
-        c.add(
-            &format!("{key}_occupied"),
-            "binary_sensor",
-            json!({"name": format!("{name} occupancy"), "state_topic": topic, "device_class": "occupancy",
-                   "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
-        );
-        c.add(
-            &format!("{key}_count"),
-            "sensor",
-            json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
-                   "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
-        );
+        occupancy_and_count(c, &key, &name, &topic);
     }
 }
 
@@ -180,19 +169,24 @@ fn zone_components(c: &mut Components, root: &str, camera: &CameraConfig, zone: 
             "all" => zone_name(zone),
             label => format!("{} {label}", zone_name(zone)),
         };
-        c.add(
-            &format!("{key}_occupied"),
-            "binary_sensor",
-            json!({"name": format!("{name} occupancy"), "state_topic": topic, "device_class": "occupancy",
-                   "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
-        );
-        c.add(
-            &format!("{key}_count"),
-            "sensor",
-            json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
-                   "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
-        );
+        occupancy_and_count(c, &key, &name, &topic);
     }
+}
+
+/// An occupancy `binary_sensor` and a count `sensor` read from one count topic.
+fn occupancy_and_count(c: &mut Components, key: &str, name: &str, topic: &str) {
+    c.add(
+        &format!("{key}_occupied"),
+        "binary_sensor",
+        json!({"name": format!("{name} occupancy"), "state_topic": topic, "device_class": "occupancy",
+               "value_template": "{{ 'ON' if (value | int(0)) > 0 else 'OFF' }}"}),
+    );
+    c.add(
+        &format!("{key}_count"),
+        "sensor",
+        json!({"name": format!("{name} count"), "state_topic": topic, "state_class": "measurement",
+               "value_template": "{{ value | int(0) }}", "icon": "mdi:counter"}),
+    );
 }
 
 #[cfg(test)]
