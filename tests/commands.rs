@@ -68,24 +68,6 @@ struct Operator {
     requests: Vec<Value>,
 }
 
-/// Validates `instances` against `sdk/schema/<schema>` with Python's jsonschema (installed by scripts/setup).
-fn assert_schema(schema: &str, instances: &[Value]) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/schema/");
-    let script = "import json, sys, jsonschema\n\
-                  schema = json.load(open(sys.argv[1]))\n\
-                  for line in sys.stdin:\n    jsonschema.validate(json.loads(line), schema)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script, &format!("{path}{schema}")])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (scripts/setup installs it with jsonschema)");
-    let lines: String = instances.iter().map(|v| format!("{v}\n")).collect();
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), lines.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("python3");
-    assert!(out.status.success(), "{schema} disagrees: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 impl Operator {
     async fn connect(broker: &Broker, node: &str) -> Self {
         let root = format!("heldar/{node}");
@@ -342,9 +324,9 @@ async fn commands_are_authorized_once_each_and_audited() {
         op.replies.len(),
         op.requests.len()
     );
-    assert_schema("command-reply.json", &op.replies);
-    assert_schema("command-request.json", &op.requests);
-    assert_schema("error.json", &errors);
+    support::assert_schema("command-reply.json", &op.replies);
+    support::assert_schema("command-request.json", &op.requests);
+    support::assert_schema("error.json", &errors);
     assert!(node.terminate(20 * SECOND).success());
 }
 

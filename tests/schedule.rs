@@ -108,26 +108,8 @@ async fn a_window_starts_and_stops_the_recorder_at_its_edges() {
     assert!(commanded_state.is_some_and(|s| s["next_change"]["record"] == "off"), "the override's state: {states:?}");
     let last_state = states.last().expect("states");
     assert_eq!((&last_state["state"], &last_state["record"]), (&json!("disabled"), &json!("off")));
-    assert_schema("camera-state.json", &states);
-    assert_schema("event.json", &gaps);
-}
-
-/// Validates `instances` against `sdk/schema/<schema>` with Python's jsonschema (installed by scripts/setup).
-fn assert_schema(schema: &str, instances: &[Value]) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/schema/");
-    let script = "import json, sys, jsonschema\n\
-                  schema = json.load(open(sys.argv[1]))\n\
-                  for line in sys.stdin:\n    jsonschema.validate(json.loads(line), schema)\n";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, &format!("{path}{schema}")])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (scripts/setup installs it with jsonschema)");
-    let lines: String = instances.iter().map(|v| format!("{v}\n")).collect();
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), lines.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("python3");
-    assert!(out.status.success(), "{schema} disagrees: {}", String::from_utf8_lossy(&out.stderr));
+    support::assert_schema("camera-state.json", &states);
+    support::assert_schema("event.json", &gaps);
 }
 
 /// Writes `node`'s config: node `id` in UTC on the broker at `url`, then `rest`.

@@ -622,3 +622,21 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Validates `instances` against `sdk/schema/<schema>` with Python's jsonschema (installed by scripts/setup).
+pub fn assert_schema(schema: &str, instances: &[serde_json::Value]) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/schema/");
+    let script = "import json, sys, jsonschema\n\
+                  schema = json.load(open(sys.argv[1]))\n\
+                  for line in sys.stdin:\n    jsonschema.validate(json.loads(line), schema)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &format!("{path}{schema}")])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/setup installs it with jsonschema)");
+    let lines: String = instances.iter().map(|v| format!("{v}\n")).collect();
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), lines.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "{schema} disagrees: {}", String::from_utf8_lossy(&out.stderr));
+}
