@@ -86,7 +86,12 @@ async fn a_window_starts_and_stops_the_recorder_at_its_edges() {
     for pair in during.windows(2) {
         assert!(pair[1].start_ms - pair[0].end_ms < 1000, "a hole inside the window: {pair:?}");
     }
-    let after: Vec<_> = segments.iter().filter(|s| s.start_ms >= close).collect();
+    // ffmpeg may open one more segment in the moment it takes to stop at the close.
+    let (tail, after): (Vec<_>, Vec<_>) =
+        segments.iter().filter(|s| s.start_ms >= close).partition(|s| s.start_ms < close + 1000);
+    for s in &tail {
+        assert!(s.end_ms < close + 1000, "recorded on past the window's close: {s:?}");
+    }
     assert!(!after.is_empty(), "the record command recorded nothing");
     for s in &after {
         assert!(s.start_ms >= commanded, "a segment after the close and before the command: {s:?}");

@@ -1,6 +1,7 @@
 //! What holds or ends a camera's recording: the service stopping, the recording
 //! mode (`off`, as configured, commanded or scheduled), and a pause by the
-//! storage guard.
+//! storage guard; and whether its sampler wants frames, which a camera takes
+//! from its source whether it records or not.
 
 use super::modes::{By, InForce};
 use crate::config::schema::RecordMode;
@@ -44,7 +45,7 @@ impl Hold {
 pub enum Signal {
     /// The service stops the camera.
     Stop,
-    /// The mode or the pauses changed: see `held`.
+    /// The mode, the pauses or the sampling rate changed: see `held` and `wants_frames`.
     Changed,
 }
 
@@ -56,17 +57,25 @@ pub struct Controls {
     pub mode: watch::Receiver<InForce>,
     /// The cameras the storage guard paused.
     pub pauses: watch::Receiver<BTreeSet<String>>,
+    /// The sampler's planned rate, when the camera is sampled.
+    pub frames: Option<watch::Receiver<f64>>,
     mode_open: bool,
 }
 
 impl Controls {
-    /// Controls from the three receivers.
+    /// Controls from the receivers.
     pub fn new(
         stop: watch::Receiver<bool>,
         mode: watch::Receiver<InForce>,
         pauses: watch::Receiver<BTreeSet<String>>,
+        frames: Option<watch::Receiver<f64>>,
     ) -> Self {
-        Self { stop, mode, pauses, mode_open: true }
+        Self { stop, mode, pauses, frames, mode_open: true }
+    }
+
+    /// Whether the camera's sampler wants frames now (a worker takes them). Marks it seen.
+    pub fn wants_frames(&mut self) -> bool {
+        self.frames.as_mut().is_some_and(|rate| *rate.borrow_and_update() > 0.0)
     }
 
     /// Why `camera` should not record now; `None` when it should. Marks both seen.
@@ -93,6 +102,7 @@ impl Controls {
                 Signal::Changed
             }
             Ok(()) = self.pauses.changed() => Signal::Changed,
+            Some(Ok(())) = rate_changed(&mut self.frames) => Signal::Changed,
         }
     }
 
@@ -104,5 +114,12 @@ impl Controls {
     /// Whether the service asked the camera to stop.
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+}
+
+async fn rate_changed(rate: &mut Option<watch::Receiver<f64>>) -> Option<Result<(), watch::error::RecvError>> {
+    match rate {
+        Some(rate) => Some(rate.changed().await),
+        None => std::future::pending().await,
     }
 }

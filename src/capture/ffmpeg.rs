@@ -26,6 +26,8 @@ pub struct RecorderPlan<'a> {
     pub encoder: &'a str,
     /// Also write the video as MPEG-TS to fd 3, for the sampler.
     pub sample_stream: bool,
+    /// Write segments; without, only the sampler's stream is written.
+    pub segments: bool,
     /// This run's token in the segment names (`layout::run_token`).
     pub run: &'a str,
 }
@@ -46,7 +48,7 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
         args.extend(["-c:v", "copy"].map(String::from));
     } else {
         args.extend(encoder_args(plan.encoder, plan.segment_s));
-        if plan.sample_stream {
+        if plan.sample_stream && plan.segments {
             // Behind tee the encoder cannot tell that MP4 needs its parameter sets out of band.
             args.extend(["-flags:v", "+global_header"].map(String::from));
         }
@@ -92,8 +94,13 @@ fn input_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) -> bool {
     }
 }
 
-/// Appends the segment muxer, behind `tee` with the sampler's MPEG-TS when sampled.
+/// Appends the segment muxer, behind `tee` with the sampler's MPEG-TS when sampled; the
+/// MPEG-TS alone when the camera does not record.
 fn output_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) {
+    if !plan.segments {
+        args.extend(["-bsf:v", "dump_extra", "-f", "mpegts", "pipe:3"].map(String::from));
+        return;
+    }
     let pattern =
         plan.recordings_dir.join(layout::segment_pattern(plan.camera, plan.run)).to_string_lossy().into_owned();
     let segment_time = plan.segment_s.to_string();
@@ -277,6 +284,7 @@ mod tests {
             recordings_dir: &dir,
             encoder: "libx264",
             sample_stream: false,
+            segments: true,
             run: "r1",
         })
     }
@@ -321,6 +329,7 @@ mod tests {
             recordings_dir: &dir,
             encoder: "libx264",
             sample_stream: true,
+            segments: true,
             run: "r1",
         });
         assert!(has(&args, &["-f", "tee"]));

@@ -18,6 +18,7 @@ pub mod state;
 pub mod stills;
 pub mod supervisor;
 pub mod v4l2;
+mod watch;
 
 pub use supervisor::CameraSupervisor;
 

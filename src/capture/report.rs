@@ -49,6 +49,8 @@ impl CameraSupervisor {
         let mut payload = state_payload(health, measures);
         // Whether the times of what it records now can be trusted (no RTC, no NTP yet: false).
         payload["clock_synchronised"] = crate::sys::clock::synchronised().into();
+        // Whether frames are taken for workers now: apart from recording, which `state` says.
+        payload["sampled"] = self.frames.as_ref().is_some_and(|rate| *rate.borrow() > 0.0).into();
         self.mqtt.publish(topic, payload.to_string(), QoS::AtLeastOnce, true);
         self.states.set(self.camera.id.as_str(), payload);
     }

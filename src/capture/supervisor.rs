@@ -1,14 +1,15 @@
 //! One supervisor task per camera: the camera's state machine. It starts the
-//! recorder (`recorder.rs`), has each closed segment indexed
-//! (`segments.rs`), watches for stalls, restarts with capped backoff, and
-//! reports the camera's state and events.
+//! recorder (`recorder.rs`) and follows each run (`watch.rs`: segments
+//! indexed, stalls), restarts with capped backoff, and reports the camera's
+//! state and events. While it does not record and a worker wants frames, its
+//! source runs for the sampler alone.
 
 use super::controls::{Controls, Hold, Signal};
-use super::ffmpeg::{self, RecorderPlan, StderrLine};
-use super::health::{CameraHealth, CameraState};
+use super::ffmpeg::{self, RecorderPlan};
+use super::health::CameraHealth;
 use super::modes::InForce;
-use super::recorder::{self, Feeder, Recorder};
-use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
+use super::recorder;
+use super::segments::ensure_day_dirs;
 use super::source::Source;
 use super::state::Measures;
 use crate::config::schema::CameraConfig;
@@ -24,19 +25,10 @@ use crate::wallclock::UnixMs;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
-/// No progress for this long means the source stalled: ffmpeg is restarted.
-const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// A run that delivered this long resets the restart backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
-/// How long a stopping ffmpeg may take to close its last segment.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-/// ffmpeg log lines logged per camera per minute, at most.
-const LOG_LINES_PER_MINUTE: u32 = 20;
 
 /// Everything a camera's supervisor needs.
 #[derive(Clone)]
@@ -63,6 +55,9 @@ pub struct CameraSupervisor {
     pub states: super::CameraStates,
     /// The camera's sampler, when it is sampled.
     pub sampler: Option<mpsc::Sender<SamplerInput>>,
+    /// The sampler's planned rate: while above 0 the camera's source runs even when it does
+    /// not record.
+    pub frames: Option<watch::Receiver<f64>>,
     /// Beats every second while the supervisor runs (the systemd watchdog watches it).
     pub heartbeat: Heartbeat,
     /// Counts wall-clock steps: on each, the recorder closes its segment and starts anew, so
@@ -72,19 +67,17 @@ pub struct CameraSupervisor {
     pub storage_pauses: watch::Receiver<BTreeSet<String>>,
 }
 
-/// Measurements of the current ffmpeg run.
-struct Run {
-    started: Instant,
-    last_progress: Instant,
-    out_time_us: i64,
-    fps: f64,
-    video: Option<VideoFormat>,
-    delivered: bool,
-    segments: SegmentIndexer,
+/// What a run of ffmpeg is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Runs {
+    /// Segments (and the sampler's stream, when sampled).
+    Recording,
+    /// The sampler's stream alone: the camera does not record now.
+    SamplingOnly,
 }
 
 /// How a run of ffmpeg ended.
-enum Outcome {
+pub(super) enum Outcome {
     /// The service is stopping.
     Stopped,
     /// Recording was turned off.
@@ -94,13 +87,13 @@ enum Outcome {
 }
 
 /// The supervisor's standing state across runs.
-struct Camera<'a> {
-    health: &'a mut CameraHealth,
-    measures: &'a mut Measures,
+pub(super) struct Camera<'a> {
+    pub(super) health: &'a mut CameraHealth,
+    pub(super) measures: &'a mut Measures,
 }
 
 impl CameraSupervisor {
-    fn id(&self) -> &str {
+    pub(super) fn id(&self) -> &str {
         &self.camera.id
     }
 
@@ -115,7 +108,7 @@ impl CameraSupervisor {
                 None
             }
         };
-        let mut controls = Controls::new(stop, mode, self.storage_pauses.clone());
+        let mut controls = Controls::new(stop, mode, self.storage_pauses.clone(), self.frames.clone());
         let off = matches!(controls.held(self.id()), Some(Hold::Off | Hold::Schedule));
         let mut health = CameraHealth::new(UnixMs::now(), last_end, off);
         let mut measures = Measures { mode: Some(controls.in_force()), ..Measures::default() };
@@ -124,17 +117,33 @@ impl CameraSupervisor {
         loop {
             let held = controls.held(self.id());
             measures.mode = Some(controls.in_force());
-            if let Some(hold) = held {
+            if let Some(hold) = held
+                && !controls.wants_frames()
+            {
                 if !self.wait_while_held(hold, &mut health, &measures, &mut controls).await {
                     return;
                 }
                 continue;
             }
-            health.on_enabled(UnixMs::now());
             let mut state = Camera { health: &mut health, measures: &mut measures };
-            let healthy = match self.record_once(&mut state, &mut controls).await {
+            let outcome = match held {
+                None => {
+                    state.health.on_enabled(UnixMs::now());
+                    self.record_once(&mut state, &mut controls, Runs::Recording).await
+                }
+                Some(hold) => {
+                    // Not recording, but a worker wants frames: the source runs for the sampler alone.
+                    self.hold(hold, state.health, state.measures);
+                    self.record_once(&mut state, &mut controls, Runs::SamplingOnly).await
+                }
+            };
+            let healthy = match outcome {
                 Outcome::Stopped => return,
                 Outcome::Paused => continue,
+                Outcome::Failed { why, ran, delivered } if held.is_some() => {
+                    tracing::warn!(camera = %self.id(), error = %why, "source for sampling failed");
+                    delivered && ran >= HEALTHY_RUN
+                }
                 Outcome::Failed { why, ran, delivered } => {
                     let events = health.on_failure(UnixMs::now(), &why);
                     self.emit_health(&events).await;
@@ -169,17 +178,23 @@ impl CameraSupervisor {
         measures: &Measures,
         controls: &mut Controls,
     ) -> bool {
+        self.hold(hold, health, measures);
+        beating(&self.heartbeat, controls.next()).await == Signal::Changed
+    }
+
+    /// Notes that recording is held for `hold`, in the health state and the camera state.
+    fn hold(&self, hold: Hold, health: &mut CameraHealth, measures: &Measures) {
         match hold {
             Hold::Off | Hold::Schedule => health.on_disabled(UnixMs::now(), hold.gap_reason()),
             Hold::Storage => health.on_paused(UnixMs::now(), hold.why()),
         }
         self.publish_state(health, measures);
         tracing::info!(camera = %self.id(), why = hold.why(), "not recording");
-        beating(&self.heartbeat, controls.next()).await == Signal::Changed
     }
 
-    /// Starts one run of the recorder and watches it to its end.
-    async fn record_once(&self, camera: &mut Camera<'_>, controls: &mut Controls) -> Outcome {
+    /// Starts one run of the recorder (or of the source for the sampler alone) and watches it
+    /// to its end.
+    async fn record_once(&self, camera: &mut Camera<'_>, controls: &mut Controls, runs: Runs) -> Outcome {
         ensure_day_dirs(&self.recordings_dir, self.id());
         // Started at once: the run's token keeps its file names apart from the last run's,
         // even within the same second.
@@ -202,6 +217,7 @@ impl CameraSupervisor {
             recordings_dir: &self.recordings_dir,
             encoder: &self.encoder,
             sample_stream: self.sampler.is_some(),
+            segments: runs == Runs::Recording,
             run: &run,
         };
         let args = ffmpeg::recorder_args(&plan);
@@ -214,7 +230,7 @@ impl CameraSupervisor {
             let _ = sampler.try_send(SamplerInput::Stream(stream));
         }
         camera.measures.format = v4l2.filter(|_| matches!(self.source, Source::V4l2(_)));
-        self.watch(recorder, camera, controls).await
+        self.watch(recorder, camera, controls, runs).await
     }
 
     fn not_started(&self, health: &mut CameraHealth, why: String) -> Outcome {
@@ -222,217 +238,4 @@ impl CameraSupervisor {
         health.on_error(&why);
         Outcome::Failed { why, ran: Duration::ZERO, delivered: false }
     }
-
-    /// Follows a running recorder until it exits.
-    async fn watch(&self, recorder: Recorder, camera: &mut Camera<'_>, controls: &mut Controls) -> Outcome {
-        let Recorder { mut child, stdout, stderr, feeder } = recorder;
-        let mut watching = Watching {
-            list: Some(BufReader::new(stdout).lines()),
-            log: Some(BufReader::new(stderr).lines()),
-            feeder,
-            run: Run {
-                started: Instant::now(),
-                last_progress: Instant::now(),
-                out_time_us: -1,
-                fps: 0.0,
-                video: None,
-                delivered: false,
-                segments: SegmentIndexer::new(self.id(), &self.recordings_dir, self.store.clone()),
-            },
-            logged: (Instant::now(), 0),
-            stopping: None,
-            why: String::from("ffmpeg exited"),
-            last_state_publish: Instant::now(),
-            paused: false,
-        };
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut clock_steps = self.clock_steps.clone();
-        clock_steps.mark_unchanged();
-        while watching.list.is_some() || watching.log.is_some() {
-            tokio::select! {
-                line = next_line(&mut watching.list) => match line {
-                    Some(line) => self.on_list_line(&line, &mut watching, camera).await,
-                    None => watching.list = None,
-                },
-                line = next_line(&mut watching.log) => match line {
-                    Some(line) => self.on_log_line(&line, &mut watching, camera).await,
-                    None => watching.log = None,
-                },
-                _ = tick.tick() => self.on_tick(&mut watching, &mut child, camera).await,
-                signal = controls.next(), if watching.stopping.is_none() => match (signal, controls.held(self.id())) {
-                    (Signal::Stop, _) => watching.stop("stopped").await,
-                    (Signal::Changed, Some(hold)) => {
-                        // Like a stop: the last segment is closed and indexed.
-                        watching.stop(hold.why()).await;
-                        watching.paused = true;
-                    }
-                    (Signal::Changed, None) => {
-                        // Still recording (the window in force or the next change moved): say so.
-                        camera.measures.mode = Some(controls.in_force());
-                        self.publish_state(camera.health, camera.measures);
-                    }
-                },
-                Ok(()) = clock_steps.changed(), if watching.stopping.is_none() => {
-                    // Like a pause: the segment closes on the old time, the next run starts at once.
-                    tracing::info!(camera = %self.id(), "the wall clock was stepped: a new segment starts");
-                    watching.stop("clock step").await;
-                    watching.paused = true;
-                }
-            }
-        }
-        recorder::finish(watching.feeder.take()).await;
-        let status = child.wait().await;
-        self.states.set_writing(self.id(), None);
-        if controls.stopping() {
-            return Outcome::Stopped;
-        }
-        if watching.paused {
-            return Outcome::Paused;
-        }
-        let mut why = watching.why;
-        if why == "ffmpeg exited" {
-            why = match status {
-                Ok(status) => format!("ffmpeg exited ({status})"),
-                Err(e) => format!("ffmpeg lost: {e}"),
-            };
-        }
-        Outcome::Failed { why, ran: watching.run.started.elapsed(), delivered: watching.run.delivered }
-    }
-
-    /// A line of the segment list: a closed segment, indexed at once.
-    async fn on_list_line(&self, line: &str, watching: &mut Watching, camera: &mut Camera<'_>) {
-        let Some(listed) = ffmpeg::parse_segment_list_line(line) else { return };
-        let run = &mut watching.run;
-        if let Some(segment) = run.segments.index(listed, run.video.as_ref()).await {
-            let duration_ms = (segment.end.0 - segment.start.0).max(1);
-            camera.measures.kbps = segment.bytes as f64 * 8.0 / duration_ms as f64;
-            camera.measures.fps = run.fps;
-            let events = camera.health.on_segment(segment.start, segment.end);
-            self.emit_health(&events).await;
-        }
-        self.publish_state(camera.health, camera.measures);
-        watching.last_state_publish = Instant::now();
-    }
-
-    /// A line of ffmpeg's log: progress, files opened, errors.
-    async fn on_log_line(&self, line: &str, watching: &mut Watching, camera: &mut Camera<'_>) {
-        if let Some(message) = self.on_stderr(line, &mut watching.run, camera.health, &mut watching.logged) {
-            watching.why = message;
-        }
-        if watching.run.delivered && camera.health.state() != CameraState::Recording {
-            let events = camera.health.on_data(UnixMs::now());
-            self.emit_health(&events).await;
-            self.publish_state(camera.health, camera.measures);
-        }
-    }
-
-    /// Once a second: the heartbeat, the stall watchdog, the stop grace, the state refresh.
-    async fn on_tick(&self, watching: &mut Watching, child: &mut tokio::process::Child, camera: &mut Camera<'_>) {
-        self.heartbeat.beat();
-        if let Some(since) = watching.stopping {
-            if since.elapsed() > STOP_GRACE {
-                let _ = child.start_kill();
-            }
-        } else if watching.run.last_progress.elapsed() > STALL_TIMEOUT {
-            tracing::warn!(camera = %self.id(), "recorder stalled, restarting");
-            watching.stop(&format!("stalled: no data for {} s", STALL_TIMEOUT.as_secs())).await;
-        }
-        if watching.last_state_publish.elapsed() >= Duration::from_secs(60) {
-            ensure_day_dirs(&self.recordings_dir, self.id());
-            self.publish_state(camera.health, camera.measures);
-            watching.last_state_publish = Instant::now();
-        }
-    }
-
-    /// Handles one stderr line; returns an error message worth keeping as the failure reason.
-    fn on_stderr(
-        &self,
-        line: &str,
-        run: &mut Run,
-        health: &mut CameraHealth,
-        logged: &mut (Instant, u32),
-    ) -> Option<String> {
-        match ffmpeg::parse_stderr_line(line) {
-            StderrLine::Progress(key, value) => {
-                match key.as_str() {
-                    "out_time_us" => {
-                        if let Ok(us) = value.parse::<i64>()
-                            && us > run.out_time_us
-                        {
-                            run.out_time_us = us;
-                            run.last_progress = Instant::now();
-                            run.delivered = true;
-                        }
-                    }
-                    "fps" => run.fps = value.parse().unwrap_or(run.fps),
-                    _ => {}
-                }
-                None
-            }
-            StderrLine::Opening(path) => {
-                self.states.set_writing(self.id(), Some(PathBuf::from(&path)));
-                run.segments.opened(path);
-                None
-            }
-            StderrLine::Video(codec, width, height) => {
-                if let Some(sampler) = &self.sampler {
-                    let _ = sampler.try_send(SamplerInput::Video(width, height));
-                }
-                run.video = Some((codec, width, height));
-                None
-            }
-            StderrLine::Error(message) => {
-                let message = scrub(&message, &self.secrets);
-                if should_log(logged) {
-                    tracing::warn!(camera = %self.id(), message = %message, "ffmpeg error");
-                }
-                health.on_error(&message);
-                Some(message)
-            }
-            StderrLine::Warning(message) => {
-                if should_log(logged) {
-                    tracing::debug!(camera = %self.id(), message = %scrub(&message, &self.secrets), "ffmpeg warning");
-                }
-                None
-            }
-            StderrLine::Other => None,
-        }
-    }
-}
-
-/// The state of watching one run.
-struct Watching {
-    list: Option<Lines<BufReader<ChildStdout>>>,
-    log: Option<Lines<BufReader<ChildStderr>>>,
-    feeder: Option<Feeder>,
-    run: Run,
-    logged: (Instant, u32),
-    stopping: Option<Instant>,
-    why: String,
-    last_state_publish: Instant,
-    paused: bool,
-}
-
-impl Watching {
-    /// Asks the recorder to finish (at most `STOP_GRACE` before it is killed), for `why`.
-    async fn stop(&mut self, why: &str) {
-        recorder::finish(self.feeder.take()).await;
-        self.stopping = Some(Instant::now());
-        self.why = why.to_string();
-    }
-}
-
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Option<Lines<R>>) -> Option<String> {
-    match lines {
-        Some(lines) => lines.next_line().await.ok().flatten(),
-        None => std::future::pending().await,
-    }
-}
-
-fn should_log(logged: &mut (Instant, u32)) -> bool {
-    if logged.0.elapsed() > Duration::from_secs(60) {
-        *logged = (Instant::now(), 0);
-    }
-    logged.1 += 1;
-    logged.1 <= LOG_LINES_PER_MINUTE
 }

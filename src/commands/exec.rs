@@ -141,7 +141,7 @@ impl Host {
         if reason.chars().count() > 200 {
             return Err(bad_request("reason: at most 200 characters"));
         }
-        let cameras = cameras(&self.config(), &args.cameras)?;
+        let cameras = self.lockable(&args.cameras, from, to).await?;
         let now = UnixMs::now();
         let ids = self
             .store
@@ -163,6 +163,46 @@ impl Host {
             .map(|(id, camera)| json!({"id": id, "camera": camera, "from": from.to_rfc3339(), "to": to.to_rfc3339()}))
             .collect();
         Ok(json!({"id": ids.first().map(|(id, _)| *id), "locks": locks}))
+    }
+
+    /// The cameras a lock over `from..to` covers: those `named` (all when none is), less those
+    /// that never record and hold no footage in the window. Naming such a camera is refused.
+    async fn lockable(&self, named: &[String], from: UnixMs, to: UnixMs) -> Result<Vec<String>, CommandError> {
+        let config = self.config();
+        let cameras = cameras(&config, named)?;
+        let silent: Vec<String> = config
+            .config
+            .cameras
+            .iter()
+            .filter(|c| !c.ever_records() && cameras.contains(&c.id))
+            .map(|c| c.id.clone())
+            .collect();
+        let bare = self
+            .store
+            .call(move |conn| {
+                let mut bare = Vec::new();
+                for camera in silent {
+                    if crate::recording::index::segments_overlapping(conn, std::slice::from_ref(&camera), from, to)?
+                        .is_empty()
+                    {
+                        bare.push(camera);
+                    }
+                }
+                Ok(bare)
+            })
+            .await
+            .map_err(failed)?;
+        if let Some(camera) = bare.first().filter(|_| !named.is_empty()) {
+            return Err(bad_request(format!(
+                "camera {camera:?} does not record (record = \"off\" and no schedule window records) \
+                 and has no footage in this window: nothing to lock"
+            )));
+        }
+        let cameras: Vec<String> = cameras.into_iter().filter(|c| !bare.contains(c)).collect();
+        if cameras.is_empty() {
+            return Err(bad_request("no camera records or has footage in this window: nothing to lock"));
+        }
+        Ok(cameras)
     }
 
     /// `unlock`: removes locks by id, or those of the cameras lying inside a window; `audit`

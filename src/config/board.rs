@@ -62,6 +62,12 @@ pub struct BoardLimits {
 pub struct BoardFfmpeg {
     /// H.264 encoder for sources that are not H.264 already (`libx264`, `h264_v4l2m2m`, `h264_rkmpp`).
     pub h264_encoder: String,
+    /// The sampler's hardware decoder for H.264 streams; software when absent.
+    #[serde(default)]
+    pub h264_decoder: Option<String>,
+    /// The sampler's hardware decoder for H.265 streams; software when absent.
+    #[serde(default)]
+    pub hevc_decoder: Option<String>,
 }
 
 impl BoardLimits {

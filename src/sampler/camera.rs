@@ -1,9 +1,12 @@
 //! One camera's sampler task. It always drains the MPEG-TS copy its recorder
-//! writes on fd 3; while the planned rate is above zero (workers online) it
-//! runs a decoder ffmpeg on that stream, which scales and rate-limits frames
-//! into JPEG, and offers each frame on `P/frames/<cam>`.
+//! (or, while the camera does not record, its source alone) writes on fd 3,
+//! measuring the key-frame interval; while the planned rate is above zero
+//! (workers online) it runs a decoder ffmpeg on that stream (`decoder.rs`)
+//! and offers each frame on `P/frames/<cam>`.
 
+use super::decoder::{DecodeMode, Decoder, DecoderPlan, HardwareDecoders};
 use super::jpeg::{self, JpegSplitter};
+use super::keyframes::KeyFrameMeter;
 use super::ring::{FrameMeta, FrameRing};
 use crate::mqtt::MqttHandle;
 use crate::offers::OfferedFrames;
@@ -12,13 +15,11 @@ use crate::wallclock::UnixMs;
 use rumqttc::QoS;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
@@ -30,8 +31,8 @@ const TS_CHUNK: usize = 64 * 1024;
 pub enum SamplerInput {
     /// A new recorder run: its MPEG-TS stream.
     Stream(pipe::Receiver),
-    /// The source's video size.
-    Video(u32, u32),
+    /// The stream's video codec and size.
+    Video(String, u32, u32),
 }
 
 /// Counters of one camera's sampler, for `P/stats`.
@@ -97,18 +98,6 @@ pub fn scaled_height(width: u32, source: (u32, u32)) -> u32 {
     (half * 2) as u32
 }
 
-/// The decoder ffmpeg arguments: MPEG-TS on stdin, JPEG frames at `fps`, `width` wide, on stdout.
-pub fn decoder_args(fps: f64, width: u32) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["-hide_banner", "-nostdin", "-loglevel", "error", "-fflags", "nobuffer", "-probesize", "200000"]
-            .map(String::from)
-            .to_vec();
-    args.extend(["-f", "mpegts", "-i", "pipe:0", "-map", "0:v:0", "-vf"].map(String::from));
-    args.push(format!("fps={fps},scale={width}:-2"));
-    args.extend(["-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg", "pipe:1"].map(String::from));
-    args
-}
-
 /// One camera's sampler.
 pub struct CameraSampler {
     /// Camera id.
@@ -131,119 +120,142 @@ pub struct CameraSampler {
     pub mqtt: MqttHandle,
     /// Shared sizes and counters.
     pub board: SamplerBoard,
+    /// The board's hardware decoders.
+    pub decoders: HardwareDecoders,
+    /// Set when a hardware decoder failed on this camera.
+    pub software_only: bool,
 }
 
-struct Decoder {
-    child: Child,
-    stdin: pipe::Sender,
-    stdout: ChildStdout,
-    fps: f64,
-    /// Wall time of the decoder's stream time 0, and the frame it was last slewed at.
-    anchor: Option<(UnixMs, u64)>,
-    frames: u64,
+/// What one sampler holds between turns of its loop.
+struct Sampling {
+    counters: Arc<SamplerCounters>,
+    ring: FrameRing,
+    splitter: JpegSplitter,
+    stream: Option<pipe::Receiver>,
+    decoder: Option<Decoder>,
+    keyframes: KeyFrameMeter,
+    /// The stream's video codec, for the board's hardware decoder.
+    codec: Option<String>,
+    last_start: Instant,
+    seq: u64,
+}
+
+impl Sampling {
+    fn stop_decoder(&mut self) {
+        if let Some(mut old) = self.decoder.take() {
+            let _ = old.child.start_kill();
+        }
+    }
 }
 
 impl CameraSampler {
     /// Runs until the supervisor goes away.
     pub async fn run(mut self) {
-        let counters = self.board.counters(&self.camera);
-        let mut ring = FrameRing::new(self.frame_slots, self.max_frame_bytes);
-        let mut splitter = JpegSplitter::new(self.max_frame_bytes);
+        let mut s = Sampling {
+            counters: self.board.counters(&self.camera),
+            ring: FrameRing::new(self.frame_slots, self.max_frame_bytes),
+            splitter: JpegSplitter::new(self.max_frame_bytes),
+            stream: None,
+            decoder: None,
+            keyframes: KeyFrameMeter::default(),
+            codec: None,
+            last_start: Instant::now() - Duration::from_secs(60),
+            seq: 0,
+        };
         let mut chunk = vec![0u8; TS_CHUNK];
-        let mut stream: Option<pipe::Receiver> = None;
-        let mut decoder: Option<Decoder> = None;
-        let mut last_start = Instant::now() - Duration::from_secs(60);
-        let mut seq: u64 = 0;
         loop {
             let rate = *self.rate.borrow();
-            counters.rate_centi_fps.store((rate * 100.0).round() as u64, Ordering::Relaxed);
-            let wanted = rate > 0.0 && stream.is_some();
-            let restart = match &decoder {
-                Some(d) => !wanted || (d.fps - rate).abs() > 1e-9,
-                None => wanted,
-            };
-            if restart {
-                if let Some(mut old) = decoder.take() {
-                    let _ = old.child.start_kill();
-                }
-                if wanted && last_start.elapsed() >= Duration::from_secs(1) {
-                    last_start = Instant::now();
-                    splitter = JpegSplitter::new(self.max_frame_bytes);
-                    decoder = self.start_decoder(rate);
-                }
-            }
+            s.counters.rate_centi_fps.store((rate * 100.0).round() as u64, Ordering::Relaxed);
+            self.plan_decoder(&mut s, rate);
             tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(SamplerInput::Stream(receiver)) => {
-                        stream = Some(receiver);
                         // A new recorder run starts a new stream: the decoder starts over.
-                        if let Some(mut old) = decoder.take() {
-                            let _ = old.child.start_kill();
-                        }
-                        last_start = Instant::now() - Duration::from_secs(60);
+                        s.stream = Some(receiver);
+                        s.keyframes = KeyFrameMeter::default();
+                        s.stop_decoder();
+                        s.last_start = Instant::now() - Duration::from_secs(60);
                     }
-                    Some(SamplerInput::Video(w, h)) => self.board.set_size(&self.camera, (w, h)),
+                    Some(SamplerInput::Video(codec, w, h)) => {
+                        self.board.set_size(&self.camera, (w, h));
+                        s.codec = Some(codec);
+                    }
                     None => return,
                 },
-                ready = readable(&stream) => {
+                ready = readable(&s.stream) => {
                     if ready.is_err() {
-                        stream = None;
-                        continue;
-                    }
-                    let Some(receiver) = &stream else { continue };
-                    match receiver.try_read(&mut chunk) {
-                        Ok(0) => stream = None,
-                        Ok(n) => {
-                            if let Some(d) = &decoder
-                                && !matches!(d.stdin.try_write(&chunk[..n]), Ok(written) if written == n) {
-                                    counters.stream_dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => stream = None,
+                        s.stream = None;
+                    } else {
+                        read_stream(&mut s, &mut chunk);
                     }
                 }
-                read = read_frames(&mut decoder, &mut splitter) => match read {
-                    Some(n) if n > 0 => {
-                        let Some(d) = decoder.as_mut() else { continue };
-                        let publish = Publisher { sampler: &self, counters: &counters };
-                        splitter.filled(n, |frame| publish.frame(frame, d, &mut ring, &mut seq));
+                output = decoder_output(&mut s.decoder, &mut s.splitter) => match (output, s.decoder.as_mut()) {
+                    (Output::Log(line), Some(d)) => d.on_log_line(&line),
+                    (Output::Read(n), Some(d)) => {
+                        let publish = Publisher { sampler: &self, counters: &s.counters };
+                        let (ring, seq) = (&mut s.ring, &mut s.seq);
+                        s.splitter.filled(n, |frame| publish.frame(frame, d, ring, seq));
                     }
-                    _ => {
-                        // The decoder ended; the next turn starts another while frames are wanted.
-                        decoder = None;
-                    }
+                    _ => self.decoder_ended(&mut s),
                 },
                 changed = self.rate.changed() => {
                     if changed.is_err() {
                         return;
                     }
                 }
-                () = tokio::time::sleep(Duration::from_secs(1)), if decoder.is_none() && rate > 0.0 && stream.is_some() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)), if s.decoder.is_none() && rate > 0.0 && s.stream.is_some() => {}
             }
         }
     }
 
-    fn start_decoder(&self, fps: f64) -> Option<Decoder> {
-        let spawned = Command::new(&self.ffmpeg)
-            .args(decoder_args(fps, self.sample_width))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
+    /// Starts, restarts or stops the decoder for `rate` and the key-frame interval seen.
+    fn plan_decoder(&self, s: &mut Sampling, rate: f64) {
+        let wanted = rate > 0.0 && s.stream.is_some();
+        let restart = match &s.decoder {
+            Some(d) => {
+                !wanted
+                    || (d.plan.fps - rate).abs() > 1e-9
+                    || d.plan.mode != DecodeMode::for_rate(rate, s.keyframes.interval())
+            }
+            None => wanted,
+        };
+        if restart {
+            s.stop_decoder();
+            if wanted && s.last_start.elapsed() >= Duration::from_secs(1) {
+                s.last_start = Instant::now();
+                s.splitter = JpegSplitter::new(self.max_frame_bytes);
+                s.decoder = self.start_decoder(rate, &s.keyframes, s.codec.as_deref());
+            }
+        }
+    }
+
+    /// The decoder ended: the next turn starts another while frames are wanted. A hardware
+    /// decoder that gave no frame is not tried again on this camera.
+    fn decoder_ended(&mut self, s: &mut Sampling) {
+        if let Some(d) = s.decoder.take()
+            && d.plan.codec.is_some()
+            && d.last_time.is_none()
+            && !self.software_only
+        {
+            tracing::warn!(camera = %self.camera, decoder = ?d.plan.codec, "hardware decoder gave no frame: decoding in software");
+            self.software_only = true;
+        }
+    }
+
+    fn start_decoder(&self, fps: f64, keyframes: &KeyFrameMeter, codec: Option<&str>) -> Option<Decoder> {
+        let mode = DecodeMode::for_rate(fps, keyframes.interval());
+        let hardware = codec.and_then(|c| self.decoders.for_codec(c)).filter(|_| !self.software_only);
+        let plan = DecoderPlan { fps, width: self.sample_width, mode, codec: hardware.map(String::from) };
+        match Decoder::start(&self.ffmpeg, plan) {
+            Ok(decoder) => {
+                tracing::debug!(camera = %self.camera, fps, width = self.sample_width, mode = ?mode, hardware, "sampler decoding");
+                Some(decoder)
+            }
             Err(e) => {
                 tracing::error!(camera = %self.camera, error = %e, "sampler decoder not started");
-                return None;
+                None
             }
-        };
-        let stdout = child.stdout.take()?;
-        let stdin = child.stdin.take()?.into_owned_fd().ok()?;
-        let stdin = pipe::Sender::from_owned_fd(stdin).ok()?;
-        tracing::debug!(camera = %self.camera, fps, width = self.sample_width, "sampler decoding");
-        Some(Decoder { child, stdin, stdout, fps, anchor: None, frames: 0 })
+        }
     }
 }
 
@@ -269,19 +281,18 @@ struct Publisher<'a> {
 
 impl Publisher<'_> {
     fn frame(&self, jpeg_bytes: &[u8], decoder: &mut Decoder, ring: &mut FrameRing, seq: &mut u64) {
-        // Frames leave the fps filter exactly 1/fps apart in stream time: that clock is mapped
-        // to wall time at the first frame, then slewed toward it like the recorder's segments
-        // (every 2 s of stream at least, so at most 500 ppm), so frames and footage agree.
-        let stream_ms = |frames: u64| (frames as f64 * 1000.0 / decoder.fps).round() as i64;
-        let target = UnixMs::now().0 - stream_ms(decoder.frames);
-        let (mut anchor, mut slewed_at) = decoder.anchor.unwrap_or((UnixMs(target), decoder.frames));
-        let span = stream_ms(decoder.frames) - stream_ms(slewed_at);
+        // Each frame's stream time is mapped to wall time at the first frame, then slewed
+        // toward it like the recorder's segments (every 2 s of stream at least, so at most
+        // 500 ppm), so frames and footage agree.
+        let time = decoder.next_time();
+        let target = UnixMs::now().0 - (time * 1000.0).round() as i64;
+        let (mut anchor, mut slewed_at) = decoder.anchor.unwrap_or((UnixMs(target), time));
+        let span = ((time - slewed_at) * 1000.0).round() as i64;
         if span >= 2000 {
-            (anchor, slewed_at) = (UnixMs(slew(anchor.0, target, span)), decoder.frames);
+            (anchor, slewed_at) = (UnixMs(slew(anchor.0, target, span)), time);
         }
         decoder.anchor = Some((anchor, slewed_at));
-        let ts = UnixMs(anchor.0 + stream_ms(decoder.frames));
-        decoder.frames += 1;
+        let ts = UnixMs(anchor.0 + (time * 1000.0).round() as i64);
         let Some((width, height)) = jpeg::dimensions(jpeg_bytes) else { return };
         *seq += 1;
         let meta = FrameMeta { seq: *seq, ts, width, height };
@@ -305,10 +316,45 @@ async fn readable(stream: &Option<pipe::Receiver>) -> std::io::Result<()> {
     }
 }
 
-async fn read_frames(decoder: &mut Option<Decoder>, splitter: &mut JpegSplitter) -> Option<usize> {
-    match decoder {
-        Some(d) => d.stdout.read(splitter.spare(TS_CHUNK)).await.ok(),
-        None => std::future::pending().await,
+/// Reads what the recorder wrote, measures its key frames, and passes it to the decoder.
+fn read_stream(s: &mut Sampling, chunk: &mut [u8]) {
+    let Some(receiver) = &s.stream else { return };
+    match receiver.try_read(chunk) {
+        Ok(0) => s.stream = None,
+        Ok(n) => {
+            s.keyframes.feed(&chunk[..n]);
+            if let Some(d) = &s.decoder
+                && !matches!(d.stdin.try_write(&chunk[..n]), Ok(written) if written == n)
+            {
+                s.counters.stream_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(_) => s.stream = None,
+    }
+}
+
+/// What the decoder gave.
+enum Output {
+    /// A line of its log.
+    Log(String),
+    /// This many bytes of JPEG into the splitter.
+    Read(usize),
+    /// It ended.
+    Ended,
+}
+
+/// The decoder's next log line or JPEG bytes. Its log goes first: a frame's stream time is
+/// logged before the frame is written.
+async fn decoder_output(decoder: &mut Option<Decoder>, splitter: &mut JpegSplitter) -> Output {
+    let Some(d) = decoder else { return std::future::pending().await };
+    tokio::select! {
+        biased;
+        Ok(Some(line)) = d.log.next_line() => Output::Log(line),
+        read = d.stdout.read(splitter.spare(TS_CHUNK)) => match read {
+            Ok(n) if n > 0 => Output::Read(n),
+            _ => Output::Ended,
+        },
     }
 }
 
@@ -336,12 +382,5 @@ mod tests {
                 "width": 640, "height": 360, "format": "jpeg"})
         );
         assert_eq!(&payload[newline + 1..], &[0xFF, 0xD8, 0xFF, 0xD9]);
-    }
-
-    #[test]
-    fn decoder_rate_limits_and_scales() {
-        let args = decoder_args(2.5, 640);
-        assert!(args.contains(&"fps=2.5,scale=640:-2".to_string()));
-        assert!(args.windows(2).any(|w| w == ["-f", "mjpeg"]));
     }
 }

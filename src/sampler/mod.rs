@@ -2,6 +2,8 @@
 
 pub mod budget;
 pub mod camera;
+pub mod decoder;
 pub mod jpeg;
+pub mod keyframes;
 pub mod planner;
 pub mod ring;

@@ -13,6 +13,7 @@ use crate::offers::OfferedFrames;
 use crate::outbox::EventSink;
 use crate::sampler::budget::SampleDemand;
 use crate::sampler::camera::{CameraSampler, SamplerBoard};
+use crate::sampler::decoder::HardwareDecoders;
 use crate::sampler::planner::PlannedCamera;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -49,6 +50,8 @@ pub struct CameraDeps {
     pub recordings_dir: PathBuf,
     /// The board's H.264 encoder.
     pub encoder: String,
+    /// The board's hardware decoders, for the samplers.
+    pub decoders: HardwareDecoders,
     /// Sampler ring slots and largest frame (board profile).
     pub frames: (usize, usize),
     /// Counts wall-clock steps: each one starts every recorder anew on the new time.
@@ -117,6 +120,8 @@ impl CameraSet {
                 offered: deps.offered.clone(),
                 mqtt: deps.mqtt.clone(),
                 board: deps.sampler.clone(),
+                decoders: deps.decoders.clone(),
+                software_only: false,
             };
             // The sampler ends when its supervisor (holding `inputs_tx`) does.
             tokio::spawn(sampler.run());
@@ -140,6 +145,7 @@ impl CameraSet {
             mqtt: deps.mqtt.clone(),
             states: deps.states.clone(),
             sampler,
+            frames: rate.as_ref().map(|rate| rate.subscribe()),
             heartbeat: Heartbeat::new(),
             clock_steps: deps.clock_steps.clone(),
             storage_pauses: deps.storage_pauses.clone(),

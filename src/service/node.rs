@@ -247,6 +247,10 @@ fn camera_deps(
         ffmpeg,
         recordings_dir: config.recordings_dir.clone(),
         encoder: config.board.ffmpeg.h264_encoder.clone(),
+        decoders: crate::sampler::decoder::HardwareDecoders {
+            h264: config.board.ffmpeg.h264_decoder.clone(),
+            hevc: config.board.ffmpeg.hevc_decoder.clone(),
+        },
         frames: (limits.frame_slots, limits.max_frame_bytes.0 as usize),
         clock_steps,
         storage_pauses: shared.storage.pauses(),
