@@ -73,6 +73,7 @@ fn full_decode_args(fps: f64) -> Vec<String> {
 
 /// Runs ffmpeg with `args` on `stream`; its CPU seconds (reaped with `wait4`) and the JPEG
 /// frames it wrote.
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also gives its CPU time")]
 fn run(args: &[String], stream: &Path) -> (f64, usize) {
     use std::io::Read;
     let input = std::fs::File::open(stream).expect("stream");

@@ -156,3 +156,27 @@ async fn recording_off_keeps_frames_and_slow_rates_decode_key_frames_only() {
     assert!(late.is_empty(), "segments after recording was turned off: {late:?}");
     assert!(!node.segments("slow").is_empty(), "the slow camera records");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_come_from_the_sample_source_while_the_camera_records_its_main_stream() {
+    let dir = TempDir::new("analysis-substream");
+    let broker = Broker::start(&dir.join("broker"));
+    // The main stream is 4:3, the sub-stream 16:9: the frames' size says which one they come from.
+    let toml = "\n[[camera]]\nid = \"door\"\nsource = \"lavfi:testsrc2=size=640x480:rate=10\"\n\
+                sample_source = \"lavfi:testsrc2=size=320x180:rate=10\"\nsegment_s = 4\nsample_fps = 2\nsample_width = 160\n";
+    let mut node = Node::configure(&dir.0, "sub", &broker.url(), toml);
+    let mut watcher = Watcher::connect(broker.port, "watch-sub", true, &["heldar/sub/frames/+"]).await;
+    node.start(&[]);
+    publish(&watcher, "heldar/sub/workers/w/status", json!({"v": 1, "state": "online", "max_fps": 10})).await;
+    let first = watcher.next_on("heldar/sub/frames/door", 20 * SECOND).await.expect("frames from the sub-stream");
+    let frames = watcher.collect(6 * SECOND, |_| false).await;
+    assert!(frames.len() >= 8, "{} frames in 6 s for 2 fps asked", frames.len());
+    for frame in std::iter::once(&first).chain(&frames) {
+        let h = header(frame);
+        assert_eq!((h["width"].as_u64(), h["height"].as_u64()), (Some(160), Some(90)), "{h}");
+    }
+    support::wait_for(20 * SECOND, "the main stream recorded", || !node.segments("door").is_empty());
+    let segment = node.segments("door").remove(0);
+    assert_eq!((segment.width, segment.height), (Some(640), Some(480)));
+    node.terminate(15 * SECOND);
+}

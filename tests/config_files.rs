@@ -66,6 +66,24 @@ const BAD: &[(&str, &str, &str, Option<usize>)] = &[
     ("[[camera]]\nid = \"a\"\nsource = \"rtsp://u:pw@h/s\"\n", "camera[0].source", "password_file", Some(3)),
     ("[[camera]]\nid = \"a\"\n", "camera[0]", "missing field `source`", Some(1)),
     (
+        "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/s\"\nsample_source = \"rtsp://u:pw@h/sub\"\n",
+        "camera[0].sample_source",
+        "password_file",
+        Some(4),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/s\"\nsample_source = \"v4l2:///dev/video1\"\n",
+        "camera[0].sample_source",
+        "rtsp",
+        Some(4),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/s\"\nsample_fps = 0\nsample_source = \"rtsp://h/sub\"\n",
+        "camera[0].sample_source",
+        "sample_fps",
+        Some(5),
+    ),
+    (
         "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/s\"\nrecord = \"always\"\n",
         "camera[0].record",
         "unknown variant",

@@ -5,6 +5,7 @@
 //! machine around them: the seam where another recorder can plug in.
 
 pub mod controls;
+pub mod feed;
 pub mod ffmpeg;
 pub mod health;
 pub mod modes;

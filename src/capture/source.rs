@@ -32,12 +32,20 @@ impl Source {
 
     /// The source of `camera`, with `password` spliced into its URL when given.
     pub fn of_camera(camera: &CameraConfig, password: Option<&str>) -> Option<Self> {
-        let source = Self::parse(&camera.source)?;
-        Some(match (source, password) {
+        Some(Self::parse(&camera.source)?.with_password(password))
+    }
+
+    /// The `sample_source` of `camera`, if it has one, with the same password spliced in.
+    pub fn sample_of_camera(camera: &CameraConfig, password: Option<&str>) -> Option<Self> {
+        Some(Self::parse(camera.sample_source.as_deref()?)?.with_password(password))
+    }
+
+    fn with_password(self, password: Option<&str>) -> Self {
+        match (self, password) {
             (Self::Rtsp(url), Some(password)) => Self::Rtsp(splice_password(&url, password)),
             (Self::Http(url), Some(password)) => Self::Http(splice_password(&url, password)),
             (source, _) => source,
-        })
+        }
     }
 }
 

@@ -117,8 +117,9 @@ impl CameraSupervisor {
         loop {
             let held = controls.held(self.id());
             measures.mode = Some(controls.in_force());
+            // Only a sampler fed by this camera's recorder needs its source while not recording.
             if let Some(hold) = held
-                && !controls.wants_frames()
+                && !(self.sampler.is_some() && controls.wants_frames())
             {
                 if !self.wait_while_held(hold, &mut health, &measures, &mut controls).await {
                     return;

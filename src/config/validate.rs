@@ -127,14 +127,23 @@ fn validate_cameras(config: &Config, limits: &BoardLimits, p: &mut Problems) {
 fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &mut Problems) {
     validate_name(camera.name.as_deref(), key, p);
     let source = camera.source.as_str();
-    let network = ["rtsp://", "rtsps://", "http://", "https://"].iter().any(|s| source.starts_with(s));
+    let network = is_network(source);
     let v4l2 = source.starts_with("v4l2:///dev/");
-    let lavfi = source.strip_prefix("lavfi:").is_some_and(|graph| !graph.trim().is_empty());
+    let lavfi = is_lavfi(source);
     if !(network || v4l2 || lavfi) {
         p.add(format!("{key}.source"), "must be rtsp(s)://…, http(s)://…, v4l2:///dev/videoN or lavfi:<graph>");
     }
     if network && url_has_inline_password(source) {
         p.add(format!("{key}.source"), "holds a password: put it in password_file instead");
+    }
+    if let Some(sample) = &camera.sample_source {
+        if !(is_network(sample) || is_lavfi(sample)) {
+            p.add(format!("{key}.sample_source"), "must be rtsp(s)://…, http(s)://… or lavfi:<graph>");
+        } else if url_has_inline_password(sample) {
+            p.add(format!("{key}.sample_source"), "holds a password: put it in password_file instead");
+        } else if camera.sample_fps == 0.0 {
+            p.add(format!("{key}.sample_source"), "is only used when sample_fps is above 0");
+        }
     }
     if camera.password_file.is_some() && !network {
         p.add(format!("{key}.password_file"), "is only used with network (rtsp/http) sources");
@@ -218,6 +227,16 @@ fn validate_snapshot_schedule(shot: &SnapshotSchedule, key: &str, p: &mut Proble
     if shot.from.is_some_and(|t| t.0 == DAY_MINUTES) {
         p.add(format!("{key}.from"), "24:00 ends a day: start at 00:00 instead");
     }
+}
+
+/// An `rtsp(s)://` or `http(s)://` source.
+fn is_network(source: &str) -> bool {
+    ["rtsp://", "rtsps://", "http://", "https://"].iter().any(|s| source.starts_with(s))
+}
+
+/// A `lavfi:` source with a graph.
+fn is_lavfi(source: &str) -> bool {
+    source.strip_prefix("lavfi:").is_some_and(|graph| !graph.trim().is_empty())
 }
 
 fn url_has_inline_password(url: &str) -> bool {

@@ -2,6 +2,7 @@
 //! sampler each. Started and stopped one by one, so a reload touches only the
 //! cameras it changes.
 
+use crate::capture::feed::SampleFeed;
 use crate::capture::modes::RecordModes;
 use crate::capture::source::Source;
 use crate::capture::{CameraStates, CameraSupervisor};
@@ -123,11 +124,29 @@ impl CameraSet {
                 decoders: deps.decoders.clone(),
                 software_only: false,
             };
-            // The sampler ends when its supervisor (holding `inputs_tx`) does.
+            // The sampler ends when what feeds it (holding `inputs_tx`) does.
             tokio::spawn(sampler.run());
             (Some(inputs_tx), Some(Arc::new(rate_tx)))
         } else {
             (None, None)
+        };
+        let (stop, stopped) = watch::channel(false);
+        // With a `sample_source`, its own ffmpeg feeds the sampler; the recorder does not.
+        let sampler = match (Source::sample_of_camera(&camera, secrets.first().map(String::as_str)), sampler, &rate) {
+            (Some(sub), Some(inputs), Some(rate)) => {
+                let feed = SampleFeed {
+                    camera: id.clone(),
+                    source: sub,
+                    secrets: secrets.clone(),
+                    ffmpeg: deps.ffmpeg.clone(),
+                    encoder: deps.encoder.clone(),
+                    sampler: inputs,
+                    frames: rate.subscribe(),
+                };
+                tokio::spawn(feed.run(stopped.clone()));
+                None
+            }
+            (_, sampler, _) => sampler,
         };
         let mode = match deps.modes.watch(&id) {
             Some(mode) => mode,
@@ -151,7 +170,6 @@ impl CameraSet {
             storage_pauses: deps.storage_pauses.clone(),
         };
         let heartbeat = supervisor.heartbeat.clone();
-        let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervisor.run(stopped, mode));
         tracing::info!(camera = %id, "camera started");
         self.running.insert(id, RunningCamera { config: camera, source, stop, supervisor, rate, heartbeat });

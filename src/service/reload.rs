@@ -63,6 +63,7 @@ fn capture_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
         || old.sample_width != new.sample_width
         // The recorder writes the sampler's stream only for sampled cameras.
         || (old.sample_fps > 0.0) != (new.sample_fps > 0.0)
+        || old.sample_source != new.sample_source
 }
 
 fn camera_change(old: &CameraConfig, new: &CameraConfig) -> CameraChange {

@@ -49,6 +49,8 @@ pub struct CameraConfig {
     /// Days footage is kept.
     #[serde(default = "default_retain_days")]
     pub retain_days: u64,
+    /// A second stream of the camera to sample from (a sub-stream URL), instead of `source`.
+    pub sample_source: Option<String>,
     /// Frames per second offered to workers; 0 = none.
     #[serde(default = "default_sample_fps")]
     pub sample_fps: f64,
