@@ -215,7 +215,7 @@ impl CameraSampler {
             Some(d) => {
                 !wanted
                     || (d.plan.fps - rate).abs() > 1e-9
-                    || d.plan.mode != DecodeMode::for_rate(rate, s.keyframes.interval())
+                    || d.plan.mode != DecodeMode::after(d.plan.mode, rate, s.keyframes.interval())
             }
             None => wanted,
         };

@@ -48,8 +48,15 @@ impl DecodeMode {
     /// Key frames only when frames are wanted at most once per key-frame `interval` (with 5 %
     /// slack for a camera whose key frames come a little late).
     pub fn for_rate(fps: f64, interval: Option<Duration>) -> Self {
+        Self::after(Self::All, fps, interval)
+    }
+
+    /// Like `for_rate`, for a decoder running in mode `now`: key frames stay until the step is
+    /// 15 % under the interval, so a key-frame interval that wobbles does not restart it.
+    pub fn after(now: Self, fps: f64, interval: Option<Duration>) -> Self {
+        let slack = if now == Self::KeyFrames { 0.85 } else { 0.95 };
         match interval {
-            Some(interval) if fps > 0.0 && 1.0 / fps >= interval.as_secs_f64() * 0.95 => Self::KeyFrames,
+            Some(interval) if fps > 0.0 && 1.0 / fps >= interval.as_secs_f64() * slack => Self::KeyFrames,
             _ => Self::All,
         }
     }
@@ -173,6 +180,10 @@ mod tests {
         assert_eq!(DecodeMode::for_rate(0.51, two), DecodeMode::KeyFrames);
         assert_eq!(DecodeMode::for_rate(1.0, two), DecodeMode::All);
         assert_eq!(DecodeMode::for_rate(0.5, None), DecodeMode::All);
+        let wobbly = Some(Duration::from_millis(2200));
+        assert_eq!(DecodeMode::after(DecodeMode::KeyFrames, 0.5, wobbly), DecodeMode::KeyFrames);
+        assert_eq!(DecodeMode::after(DecodeMode::All, 0.5, wobbly), DecodeMode::All);
+        assert_eq!(DecodeMode::after(DecodeMode::KeyFrames, 0.5, Some(Duration::from_secs(3))), DecodeMode::All);
     }
 
     #[test]
