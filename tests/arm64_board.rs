@@ -202,8 +202,12 @@ async fn the_emulated_arm64_board_records_samples_raises_zone_events_and_survive
     pump(&mut watcher, &mut seen, &mut worker, 90 * SECOND, "online after the reboot", |s, _| status_online(s, boot2))
         .await;
     let online_2 = boot2.elapsed();
-    pump(&mut watcher, &mut seen, &mut worker, 60 * SECOND, "recording after the reboot", |s, _| recording(s, boot2))
-        .await;
+    // The reboot's gap is reported when the first segment of boot 2 closes: before the walk,
+    // so that p2's events follow each other.
+    pump(&mut watcher, &mut seen, &mut worker, 60 * SECOND, "recording after the reboot, its gap reported", |s, _| {
+        recording(s, boot2) && s.events().any(|(at, e)| at >= boot2 && e["type"] == "recording_gap")
+    })
+    .await;
     worker.walk("p2", &[(0.1, 0.5), (0.1, 0.5), (0.3, 0.5), (0.35, 0.5), (0.4, 0.5)]);
     pump(&mut watcher, &mut seen, &mut worker, 60 * SECOND, "zone_enter of p2, the walk over", |s, w| {
         s.zone_event("zone_enter", "p2").is_some() && !w.walking()
@@ -254,7 +258,8 @@ async fn the_emulated_arm64_board_records_samples_raises_zone_events_and_survive
     let enter_2 = seen.zone_event("zone_enter", "p2").expect("zone_enter of p2").1;
     assert!(exit_at >= boot3, "p2's zone_exit, stored while the broker was away, was sent after the reboot");
     assert!(exit_2["seq"].as_i64() > Some(seq_before_cut), "{exit_2}");
-    assert_eq!(exit_2["seq"].as_i64(), enter_2["seq"].as_i64().map(|s| s + 1), "{enter_2} {exit_2}");
+    let events: Vec<String> = seen.events().map(|(_, e)| e.to_string()).collect();
+    assert_eq!(exit_2["seq"].as_i64(), enter_2["seq"].as_i64().map(|s| s + 1), "{enter_2} {exit_2}; all: {events:#?}");
     // Every event: one id per seq (repeats are the same event), seq contiguous from 1.
     let mut by_seq: BTreeMap<i64, String> = BTreeMap::new();
     for (_, event) in seen.events() {
