@@ -1,7 +1,9 @@
 //! Analysis independent of recording, with a real mosquitto and ffmpeg: a
 //! camera that does not record still gives workers frames and its zones
 //! events; turning recording off by command keeps the frames; a slow rate
-//! decodes key frames only, a fast one frames at their own times.
+//! decodes key frames only, a fast one frames at their own times; a camera's
+//! sub-stream feeds its frames, and a hardware decoder that fails falls back
+//! to software.
 
 mod support;
 
@@ -165,6 +167,14 @@ async fn frames_come_from_the_sample_source_while_the_camera_records_its_main_st
     let toml = "\n[[camera]]\nid = \"door\"\nsource = \"lavfi:testsrc2=size=640x480:rate=10\"\n\
                 sample_source = \"lavfi:testsrc2=size=320x180:rate=10\"\nsegment_s = 4\nsample_fps = 2\nsample_width = 160\n";
     let mut node = Node::configure(&dir.0, "sub", &broker.url(), toml);
+    // A board naming a hardware decoder this machine does not have: the camera falls back to
+    // software.
+    let board = dir.join("board.toml");
+    let generic = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/board/generic.toml")).expect("board");
+    std::fs::write(&board, format!("{generic}h264_decoder = \"h264_v4l2m2m\"\n")).expect("board file");
+    let config = std::fs::read_to_string(&node.config).expect("config");
+    let config = config.replacen("[node]\n", &format!("[node]\nboard = {:?}\n", board.display().to_string()), 1);
+    std::fs::write(&node.config, config).expect("config");
     let mut watcher = Watcher::connect(broker.port, "watch-sub", true, &["heldar/sub/frames/+"]).await;
     node.start(&[]);
     publish(&watcher, "heldar/sub/workers/w/status", json!({"v": 1, "state": "online", "max_fps": 10})).await;
@@ -175,6 +185,7 @@ async fn frames_come_from_the_sample_source_while_the_camera_records_its_main_st
         let h = header(frame);
         assert_eq!((h["width"].as_u64(), h["height"].as_u64()), (Some(160), Some(90)), "{h}");
     }
+    assert!(node.log().contains("hardware decoder gave no frame: decoding in software"), "{}", node.log());
     support::wait_for(20 * SECOND, "the main stream recorded", || !node.segments("door").is_empty());
     let segment = node.segments("door").remove(0);
     assert_eq!((segment.width, segment.height), (Some(640), Some(480)));

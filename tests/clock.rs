@@ -62,3 +62,44 @@ async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
     }
     assert!(node.terminate(20 * SECOND).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_a_camera_that_does_not_record_follow_a_clock_step() {
+    let dir = TempDir::new("clock-frames");
+    let broker = Broker::start(&dir.join("broker"));
+    let camera = "\n[[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nrecord = \"off\"\n\
+                  sample_fps = 2\nsample_width = 160\n";
+    let mut node = Node::configure(&dir.0, "clkf", &broker.url(), camera);
+    let clock = FakeClock::new(&dir.0);
+    let filters = ["heldar/clkf/events/#", "heldar/clkf/frames/+"];
+    let mut watcher = Watcher::connect(broker.port, "clock-frames", true, &filters).await;
+    clock.start(&mut node);
+    let online = serde_json::json!({"v": 1, "state": "online", "max_fps": 10}).to_string();
+    watcher
+        .client
+        .publish("heldar/clkf/workers/w/status", rumqttc::QoS::AtLeastOnce, true, online)
+        .await
+        .expect("status");
+    watcher.next_on("heldar/clkf/frames/cam", 20 * SECOND).await.expect("frames");
+    clock.set_offset(-3600);
+    let seen = watcher.collect(15 * SECOND, |m| !steps(m).is_empty()).await;
+    assert_eq!(steps(&seen).len(), 1, "one clock_step");
+    // Frames decoded after the step carry the stepped clock's time.
+    let _ = watcher.collect(2 * SECOND, |_| false).await;
+    let frames = watcher.collect(4 * SECOND, |_| false).await;
+    let stepped_now = heldar_edge::wallclock::UnixMs::now().0 - 3_600_000;
+    let times: Vec<i64> = frames
+        .iter()
+        .filter(|m| m.topic.ends_with("/frames/cam"))
+        .map(|m| {
+            let newline = m.payload.iter().position(|b| *b == b'\n').expect("header");
+            let header: serde_json::Value = serde_json::from_slice(&m.payload[..newline]).expect("json");
+            heldar_edge::wallclock::UnixMs::parse_rfc3339(header["ts"].as_str().expect("ts")).expect("ts").0
+        })
+        .collect();
+    assert!(times.len() >= 4, "frames after the step: {times:?}");
+    for ts in &times {
+        assert!((stepped_now - 8000..=stepped_now + 2000).contains(ts), "frame at {ts}, the clock says {stepped_now}");
+    }
+    assert!(node.terminate(20 * SECOND).success());
+}

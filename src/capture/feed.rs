@@ -5,6 +5,8 @@
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
 use super::recorder::{self, Recorder};
 use super::source::Source;
+use super::supervisor::HEALTHY_RUN;
+use super::watch::STALL_TIMEOUT;
 use crate::sampler::camera::SamplerInput;
 use crate::sys::backoff::{Backoff, clock_jitter};
 use crate::sys::scrub::scrub;
@@ -13,11 +15,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-
-/// No progress for this long means the sub-stream stalled: ffmpeg is restarted.
-const STALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// A run that lasted this long resets the restart backoff.
-const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// Feeds one camera's sampler from its `sample_source`.
 pub struct SampleFeed {

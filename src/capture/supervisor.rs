@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// A run that delivered this long resets the restart backoff.
-const HEALTHY_RUN: Duration = Duration::from_secs(60);
+pub(super) const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// Everything a camera's supervisor needs.
 #[derive(Clone)]
@@ -69,7 +69,7 @@ pub struct CameraSupervisor {
 
 /// What a run of ffmpeg is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Runs {
+pub(super) enum RunKind {
     /// Segments (and the sampler's stream, when sampled).
     Recording,
     /// The sampler's stream alone: the camera does not record now.
@@ -130,12 +130,12 @@ impl CameraSupervisor {
             let outcome = match held {
                 None => {
                     state.health.on_enabled(UnixMs::now());
-                    self.record_once(&mut state, &mut controls, Runs::Recording).await
+                    self.record_once(&mut state, &mut controls, RunKind::Recording).await
                 }
                 Some(hold) => {
                     // Not recording, but a worker wants frames: the source runs for the sampler alone.
                     self.hold(hold, state.health, state.measures);
-                    self.record_once(&mut state, &mut controls, Runs::SamplingOnly).await
+                    self.record_once(&mut state, &mut controls, RunKind::SamplingOnly).await
                 }
             };
             let healthy = match outcome {
@@ -195,7 +195,7 @@ impl CameraSupervisor {
 
     /// Starts one run of the recorder (or of the source for the sampler alone) and watches it
     /// to its end.
-    async fn record_once(&self, camera: &mut Camera<'_>, controls: &mut Controls, runs: Runs) -> Outcome {
+    async fn record_once(&self, camera: &mut Camera<'_>, controls: &mut Controls, runs: RunKind) -> Outcome {
         ensure_day_dirs(&self.recordings_dir, self.id());
         // Started at once: the run's token keeps its file names apart from the last run's,
         // even within the same second.
@@ -218,7 +218,7 @@ impl CameraSupervisor {
             recordings_dir: &self.recordings_dir,
             encoder: &self.encoder,
             sample_stream: self.sampler.is_some(),
-            segments: runs == Runs::Recording,
+            segments: runs == RunKind::Recording,
             run: &run,
         };
         let args = ffmpeg::recorder_args(&plan);

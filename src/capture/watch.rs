@@ -6,7 +6,7 @@ use super::ffmpeg::{self, StderrLine};
 use super::health::{CameraHealth, CameraState};
 use super::recorder::{self, Feeder, Recorder};
 use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
-use super::supervisor::{Camera, CameraSupervisor, Outcome, Runs};
+use super::supervisor::{Camera, CameraSupervisor, Outcome, RunKind};
 use crate::sampler::camera::SamplerInput;
 use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
@@ -17,7 +17,7 @@ use tokio::process::{ChildStderr, ChildStdout};
 use tokio::time::Instant;
 
 /// No progress for this long means the source stalled: ffmpeg is restarted.
-const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stopping ffmpeg may take to close its last segment.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// ffmpeg log lines logged per camera per minute, at most.
@@ -41,7 +41,7 @@ impl CameraSupervisor {
         recorder: Recorder,
         camera: &mut Camera<'_>,
         controls: &mut Controls,
-        runs: Runs,
+        runs: RunKind,
     ) -> Outcome {
         let Recorder { mut child, stdout, stderr, feeder } = recorder;
         let mut watching = Watching {
@@ -81,7 +81,7 @@ impl CameraSupervisor {
                 signal = controls.next(), if watching.stopping.is_none() => {
                     self.on_signal(signal, &mut watching, camera, controls).await;
                 }
-                Ok(()) = clock_steps.changed(), if watching.stopping.is_none() && runs == Runs::Recording => {
+                Ok(()) = clock_steps.changed(), if watching.stopping.is_none() && runs == RunKind::Recording => {
                     // Like a pause: the segment closes on the old time, the next run starts at once.
                     tracing::info!(camera = %self.id(), "the wall clock was stepped: a new segment starts");
                     watching.stop("clock step").await;
@@ -121,16 +121,16 @@ impl CameraSupervisor {
         camera.measures.mode = Some(controls.in_force());
         match (signal, watching.runs, held) {
             (Signal::Stop, _, _) => watching.stop("stopped").await,
-            (Signal::Changed, Runs::Recording, Some(hold)) => {
+            (Signal::Changed, RunKind::Recording, Some(hold)) => {
                 // Like a stop: the last segment is closed and indexed.
                 watching.stop(hold.why()).await;
                 watching.paused = true;
             }
-            (Signal::Changed, Runs::SamplingOnly, None) => {
+            (Signal::Changed, RunKind::SamplingOnly, None) => {
                 watching.stop("recording resumes").await;
                 watching.paused = true;
             }
-            (Signal::Changed, Runs::SamplingOnly, Some(_)) if !wants_frames => {
+            (Signal::Changed, RunKind::SamplingOnly, Some(_)) if !wants_frames => {
                 watching.stop("no worker takes frames").await;
                 watching.paused = true;
             }
@@ -159,7 +159,9 @@ impl CameraSupervisor {
         if let Some(message) = self.on_stderr(line, &mut watching.run, camera.health, &mut watching.logged) {
             watching.why = message;
         }
-        if watching.run.delivered && watching.runs == Runs::Recording && camera.health.state() != CameraState::Recording
+        if watching.run.delivered
+            && watching.runs == RunKind::Recording
+            && camera.health.state() != CameraState::Recording
         {
             let events = camera.health.on_data(UnixMs::now());
             self.emit_health(&events).await;
@@ -252,7 +254,7 @@ struct Watching {
     why: String,
     last_state_publish: Instant,
     paused: bool,
-    runs: Runs,
+    runs: RunKind,
 }
 
 impl Watching {

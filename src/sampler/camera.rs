@@ -122,8 +122,8 @@ pub struct CameraSampler {
     pub board: SamplerBoard,
     /// The board's hardware decoders.
     pub decoders: HardwareDecoders,
-    /// Set when a hardware decoder failed on this camera.
-    pub software_only: bool,
+    /// Counts wall-clock steps: on each, frame times are mapped to the wall clock anew.
+    pub clock_steps: watch::Receiver<crate::sys::clock::Steps>,
 }
 
 /// What one sampler holds between turns of its loop.
@@ -136,6 +136,8 @@ struct Sampling {
     keyframes: KeyFrameMeter,
     /// The stream's video codec, for the board's hardware decoder.
     codec: Option<String>,
+    /// Set when a hardware decoder gave no frame on this camera.
+    software_only: bool,
     last_start: Instant,
     seq: u64,
 }
@@ -149,7 +151,7 @@ impl Sampling {
 }
 
 impl CameraSampler {
-    /// Runs until the supervisor goes away.
+    /// Runs until what feeds it (the camera's supervisor or its sample feed) goes away.
     pub async fn run(mut self) {
         let mut s = Sampling {
             counters: self.board.counters(&self.camera),
@@ -159,6 +161,7 @@ impl CameraSampler {
             decoder: None,
             keyframes: KeyFrameMeter::default(),
             codec: None,
+            software_only: false,
             last_start: Instant::now() - Duration::from_secs(60),
             seq: 0,
         };
@@ -198,6 +201,12 @@ impl CameraSampler {
                     }
                     _ => self.decoder_ended(&mut s),
                 },
+                Ok(()) = self.clock_steps.changed() => {
+                    // The stream clock runs on; its map to the wall clock must not.
+                    if let Some(d) = s.decoder.as_mut() {
+                        d.anchor = None;
+                    }
+                }
                 changed = self.rate.changed() => {
                     if changed.is_err() {
                         return;
@@ -208,7 +217,8 @@ impl CameraSampler {
         }
     }
 
-    /// Starts, restarts or stops the decoder for `rate` and the key-frame interval seen.
+    /// Starts, restarts or stops the decoder for `rate`, the key-frame interval seen and the
+    /// stream's codec (known from the recorder's log, often after the decoder started).
     fn plan_decoder(&self, s: &mut Sampling, rate: f64) {
         let wanted = rate > 0.0 && s.stream.is_some();
         let restart = match &s.decoder {
@@ -216,6 +226,7 @@ impl CameraSampler {
                 !wanted
                     || (d.plan.fps - rate).abs() > 1e-9
                     || d.plan.mode != DecodeMode::after(d.plan.mode, rate, s.keyframes.interval())
+                    || d.plan.codec.as_deref() != self.hardware(s)
             }
             None => wanted,
         };
@@ -224,27 +235,33 @@ impl CameraSampler {
             if wanted && s.last_start.elapsed() >= Duration::from_secs(1) {
                 s.last_start = Instant::now();
                 s.splitter = JpegSplitter::new(self.max_frame_bytes);
-                s.decoder = self.start_decoder(rate, &s.keyframes, s.codec.as_deref());
+                s.decoder = self.start_decoder(rate, s);
             }
         }
     }
 
     /// The decoder ended: the next turn starts another while frames are wanted. A hardware
     /// decoder that gave no frame is not tried again on this camera.
-    fn decoder_ended(&mut self, s: &mut Sampling) {
+    fn decoder_ended(&self, s: &mut Sampling) {
         if let Some(d) = s.decoder.take()
             && d.plan.codec.is_some()
             && d.last_time.is_none()
-            && !self.software_only
+            && !s.software_only
         {
             tracing::warn!(camera = %self.camera, decoder = ?d.plan.codec, "hardware decoder gave no frame: decoding in software");
-            self.software_only = true;
+            s.software_only = true;
         }
     }
 
-    fn start_decoder(&self, fps: f64, keyframes: &KeyFrameMeter, codec: Option<&str>) -> Option<Decoder> {
-        let mode = DecodeMode::for_rate(fps, keyframes.interval());
-        let hardware = codec.and_then(|c| self.decoders.for_codec(c)).filter(|_| !self.software_only);
+    /// The board's hardware decoder for the stream's codec, unless one failed on this camera.
+    fn hardware<'a>(&'a self, s: &Sampling) -> Option<&'a str> {
+        s.codec.as_deref().and_then(|c| self.decoders.for_codec(c)).filter(|_| !s.software_only)
+    }
+
+    /// A decoder for `fps`, in the mode the key-frame interval seen allows.
+    fn start_decoder(&self, fps: f64, s: &Sampling) -> Option<Decoder> {
+        let mode = DecodeMode::for_rate(fps, s.keyframes.interval());
+        let hardware = self.hardware(s);
         let plan = DecoderPlan { fps, width: self.sample_width, mode, codec: hardware.map(String::from) };
         match Decoder::start(&self.ffmpeg, plan) {
             Ok(decoder) => {

@@ -122,7 +122,7 @@ impl CameraSet {
                 mqtt: deps.mqtt.clone(),
                 board: deps.sampler.clone(),
                 decoders: deps.decoders.clone(),
-                software_only: false,
+                clock_steps: deps.clock_steps.clone(),
             };
             // The sampler ends when what feeds it (holding `inputs_tx`) does.
             tokio::spawn(sampler.run());
