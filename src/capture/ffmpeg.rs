@@ -61,13 +61,10 @@ pub fn recorder_args(plan: &RecorderPlan<'_>) -> Vec<String> {
 /// and is copied.
 fn input_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) -> bool {
     match plan.source {
-        Source::Rtsp(url) => {
-            args.extend(["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from));
-            true
-        }
-        Source::Http(url) => {
-            args.extend(["-rw_timeout", "10000000", "-i", url].map(String::from));
-            false
+        Source::Rtsp(_) | Source::Http(_) => {
+            args.extend(network_input(plan.source).unwrap_or_default());
+            // RTSP carries H.264/H.265 already; HTTP (MJPEG and the like) is encoded.
+            matches!(plan.source, Source::Rtsp(_))
         }
         Source::Lavfi(graph) => {
             args.extend(["-re", "-f", "lavfi", "-i", graph].map(String::from));
@@ -91,6 +88,17 @@ fn input_args(plan: &RecorderPlan<'_>, args: &mut Vec<String>) -> bool {
             args.extend(["-i", "pipe:0"].map(String::from));
             format == PixelFormat::H264
         }
+    }
+}
+
+/// The input of a network source (RTSP over TCP, HTTP), 10 s I/O timeout; `None` for others.
+pub fn network_input(source: &Source) -> Option<Vec<String>> {
+    match source {
+        Source::Rtsp(url) => {
+            Some(["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from).to_vec())
+        }
+        Source::Http(url) => Some(["-rw_timeout", "10000000", "-i", url].map(String::from).to_vec()),
+        Source::Lavfi(_) | Source::V4l2(_) => None,
     }
 }
 

@@ -179,7 +179,7 @@ pub fn local_words(tz: &TimeZone, at: UnixMs, now: UnixMs) -> String {
 }
 
 /// What a camera's schedule does at `now`, in words: `continuous until 06:00 Tue, then
-/// events`; `off` alone when nothing changes within a week.
+/// events`; `off, no change within a week` when nothing changes within a week.
 pub fn in_words(configured: RecordMode, windows: &[ScheduleWindow], tz: &TimeZone, now: UnixMs) -> String {
     let mode_at = |t| scheduled(configured, windows, tz, t).0;
     let mode = mode_at(now);

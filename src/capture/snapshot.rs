@@ -78,8 +78,7 @@ pub fn decode_args(source: &Path, out: &Path, width: u32) -> Vec<String> {
 /// most; `None` for a V4L2 device (its recorder holds it).
 pub fn grab_args(source: &Source, out: &Path, width: u32) -> Option<Vec<String>> {
     let input: Vec<String> = match source {
-        Source::Rtsp(url) => ["-rtsp_transport", "tcp", "-timeout", "10000000", "-i", url].map(String::from).to_vec(),
-        Source::Http(url) => ["-rw_timeout", "10000000", "-i", url].map(String::from).to_vec(),
+        Source::Rtsp(_) | Source::Http(_) => super::ffmpeg::network_input(source)?,
         Source::Lavfi(graph) => ["-f", "lavfi", "-i", graph].map(String::from).to_vec(),
         Source::V4l2(_) => return None,
     };

@@ -129,9 +129,10 @@ fn still_cameras(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 /// The relative path of a snapshot of `camera` taken at `at`, the `n`th try of that second.
 pub fn still_path(camera: &str, at: UnixMs, n: u32) -> String {
-    let (year, month, day, hour, minute, second, _) = at.civil();
+    let (.., hour, minute, second, _) = at.civil();
     let suffix = if n == 0 { String::new() } else { format!("-{n}") };
-    format!("snapshots/{camera}/{year:04}-{month:02}-{day:02}/{hour:02}{minute:02}{second:02}{suffix}.jpg")
+    // The segments' day directories: garbage collection finds an emptied day the same way.
+    format!("snapshots/{}/{hour:02}{minute:02}{second:02}{suffix}.jpg", crate::recording::layout::day_dir(camera, at))
 }
 
 /// Writes `jpeg` as a new file for `camera` at `at` (never over another), syncs it, its
@@ -226,6 +227,8 @@ impl Stills {
         self.sweep(&keep, UnixMs::now()).await;
         let mut after = UnixMs::now();
         loop {
+            // Aged snapshots go every SWEEP_EVERY, whether or not one is due (loops are ≤ MAX_SLEEP).
+            self.sweep_now(&keep, &mut swept).await;
             let due = |camera: &StillCamera, s: &SnapshotSchedule| {
                 next_snapshot(s, &tz, after).map(|t| (t, camera.id.clone(), s.width))
             };
@@ -235,7 +238,6 @@ impl Stills {
                 .filter_map(|(c, s)| due(c, s))
                 .collect();
             let Some(next) = shots.iter().map(|s| s.0).min() else {
-                self.sweep_now(&keep, &mut swept).await;
                 tokio::time::sleep(MAX_SLEEP).await;
                 continue;
             };
@@ -266,7 +268,6 @@ impl Stills {
                 });
             }
             after = now.max(next);
-            self.sweep_now(&keep, &mut swept).await;
         }
     }
 

@@ -7,6 +7,7 @@
 use super::entities::{self, Components, object_id};
 use crate::config::LoadedConfig;
 use crate::config::schema::AuthMode;
+use crate::protocol::topics::Topics;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -61,12 +62,12 @@ pub fn node_topic(config: &LoadedConfig) -> String {
 
 /// Every device of `config`: the node first, then one per camera.
 pub fn devices(config: &LoadedConfig) -> Vec<Device> {
-    let root = config.topic_root();
+    let topics = Topics::new(config.topic_root());
     let node = format!("heldar_{}", object_id(&config.node_id));
     let model = format!("heldar-edge ({})", config.board.description);
     let version = env!("CARGO_PKG_VERSION");
     let mut c = Components { prefix: node.clone(), out: BTreeMap::new() };
-    node_components(&mut c, &format!("{root}/stats"));
+    node_components(&mut c, &topics.stats());
     let mut devices = vec![Device {
         topic: node_topic(config),
         dev: json!({"ids": [node], "name": format!("heldar {}", config.node_id), "mf": "heldar", "mdl": model, "sw": version}),
@@ -77,13 +78,13 @@ pub fn devices(config: &LoadedConfig) -> Vec<Device> {
     for camera in &config.config.cameras {
         let id = format!("{node}_{}", object_id(&camera.id));
         let mut c = Components { prefix: id.clone(), out: BTreeMap::new() };
-        entities::camera_components(&mut c, &root, camera, commands);
+        entities::camera_components(&mut c, &topics, camera, commands);
         devices.push(Device {
             topic: device_topic(config, &id),
             dev: json!({"ids": [id], "name": entities::camera_name(camera), "mf": "heldar", "mdl": "camera",
                         "via_device": node}),
             components: c.out,
-            clears: vec![format!("{root}/cameras/{}/state", camera.id)],
+            clears: vec![topics.camera_state(&camera.id)],
         });
     }
     devices
@@ -171,7 +172,7 @@ pub fn payload(config: &LoadedConfig, device: &Device, gone: &BTreeMap<String, S
     json!({
         "dev": device.dev,
         "o": {"name": "heldar-edge", "sw": version},
-        "availability_topic": format!("{}/status", config.topic_root()),
+        "availability_topic": Topics::new(config.topic_root()).status(),
         "payload_available": "online",
         "payload_not_available": "offline",
         "cmps": cmps,

@@ -4,6 +4,7 @@
 //! and occupancy and count per zone and label. Pure: built from the config.
 
 use crate::config::schema::{CameraConfig, ZoneConfig};
+use crate::protocol::topics::Topics;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -81,10 +82,10 @@ fn request_template(camera: &str, action: &str, args: &str) -> String {
     )
 }
 
-/// The entities of `camera`'s device; `root` is the node's topic root, `commands` whether HA
-/// may send `record` and `snapshot`.
-pub fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, commands: bool) {
-    let state = format!("{root}/cameras/{}/state", camera.id);
+/// The entities of `camera`'s device; `topics` are the node's, `commands` whether HA may send
+/// `record` and `snapshot`.
+pub fn camera_components(c: &mut Components, topics: &Topics, camera: &CameraConfig, commands: bool) {
+    let state = topics.camera_state(&camera.id);
     let map: Vec<String> = STATES.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
     c.add(
         "recording",
@@ -112,20 +113,20 @@ pub fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, 
                "device_class": "data_rate", "unit_of_measurement": "kbit/s", "state_class": "measurement",
                "entity_category": "diagnostic"}),
     );
-    let snapshots = format!("{root}/snapshots/{}", camera.id);
+    let snapshots = topics.snapshot(&camera.id);
     c.add("snapshot", "image", json!({"name": "Snapshot", "image_topic": snapshots, "content_type": "image/jpeg"}));
     c.add("camera", "camera", json!({"name": null, "topic": snapshots}));
     c.add(
         "events",
         "event",
-        json!({"name": "Events", "state_topic": format!("{root}/events/{}/+", camera.id), "event_types": CAMERA_EVENTS,
+        json!({"name": "Events", "state_topic": topics.event(&camera.id, "+"), "event_types": CAMERA_EVENTS,
                "value_template": "{{ dict(value_json, event_type=value_json.type) | to_json }}"}),
     );
     if commands {
         c.add(
             "record",
             "switch",
-            json!({"name": "Record", "command_topic": format!("{root}/cmd/record"),
+            json!({"name": "Record", "command_topic": topics.command("record"),
                    "payload_on": "on", "payload_off": "off",
                    "command_template": request_template(&camera.id, "record", &format!("{{\"camera\": \"{}\", \"mode\": \"{{{{ value }}}}\"}}", camera.id)),
                    "state_topic": state, "state_on": "ON", "state_off": "OFF",
@@ -134,23 +135,23 @@ pub fn camera_components(c: &mut Components, root: &str, camera: &CameraConfig, 
         c.add(
             "take_snapshot",
             "button",
-            json!({"name": "Take snapshot", "command_topic": format!("{root}/cmd/snapshot"),
+            json!({"name": "Take snapshot", "command_topic": topics.command("snapshot"),
                    "command_template": request_template(&camera.id, "snapshot", &format!("{{\"camera\": \"{}\"}}", camera.id)),
                    "icon": "mdi:camera"}),
         );
     }
-    object_components(c, root, camera);
+    object_components(c, topics, camera);
     for zone in &camera.zones {
-        zone_components(c, root, camera, zone);
+        zone_components(c, topics, camera, zone);
     }
 }
 
 /// Occupancy and count of the camera's whole frame, for `all` and every label its zones count.
-fn object_components(c: &mut Components, root: &str, camera: &CameraConfig) {
+fn object_components(c: &mut Components, topics: &Topics, camera: &CameraConfig) {
     let labels =
         crate::zones::objects::frame_labels(std::slice::from_ref(camera)).remove(&camera.id).unwrap_or_default();
     for label in labels {
-        let topic = format!("{root}/objects/{}/{label}", camera.id);
+        let topic = topics.objects(&camera.id, &label);
         let (key, name) = match label.as_str() {
             "all" => ("objects".to_string(), "Object".to_string()),
             label => (format!("objects_{}", object_id(label)), title(label)),
@@ -160,10 +161,10 @@ fn object_components(c: &mut Components, root: &str, camera: &CameraConfig) {
 }
 
 /// Occupancy and count of a zone, for every label it counts and `all`.
-fn zone_components(c: &mut Components, root: &str, camera: &CameraConfig, zone: &ZoneConfig) {
+fn zone_components(c: &mut Components, topics: &Topics, camera: &CameraConfig, zone: &ZoneConfig) {
     let labels = std::iter::once("all").chain(zone.labels.iter().map(String::as_str));
     for label in labels {
-        let topic = format!("{root}/zones/{}/{}/{label}", camera.id, zone.id);
+        let topic = topics.zone_count(&camera.id, &zone.id, label);
         let key = format!("{}_{}", object_id(&zone.id), object_id(label));
         let name = match label {
             "all" => zone_name(zone),

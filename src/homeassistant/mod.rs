@@ -118,14 +118,14 @@ impl HomeAssistant {
     }
 
     async fn send_states(&self, config: &LoadedConfig) {
-        let root = config.topic_root();
+        let topics = self.mqtt.topics();
         if let Value::Object(states) = self.cameras.snapshot() {
             for (camera, state) in states {
-                self.mqtt.publish(format!("{root}/cameras/{camera}/state"), state.to_string(), QoS::AtLeastOnce, true);
+                self.mqtt.publish(topics.camera_state(&camera), state.to_string(), QoS::AtLeastOnce, true);
             }
         }
         let report = self.stats.report((&config.node_id, &config.config.node.board), self.started.elapsed()).await;
-        self.mqtt.publish(format!("{root}/stats"), report.to_string(), QoS::AtMostOnce, false);
+        self.mqtt.publish(topics.stats(), report.to_string(), QoS::AtMostOnce, false);
     }
 }
 

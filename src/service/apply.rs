@@ -104,10 +104,12 @@ impl Node {
         }
         self.start_tasks(&new, plan.backup);
         self.verifier.send_replace(Arc::new(verifier));
-        // With Home Assistant discovery on, the discovery task clears a removed camera's
-        // state after it removed the camera's entities (HA would render the empty state).
+        // With Home Assistant discovery on before and after, the discovery task clears a removed
+        // camera's state after it removed the camera's entities (HA would render the empty
+        // state). Discovery turned on now never advertised the camera: it is cleared here.
         let removed = plan.cameras.iter().filter(|(_, change)| matches!(change, CameraChange::Removed));
-        let cleared: Vec<String> = match new.config.homeassistant.discovery {
+        let advertised = old.config.homeassistant.discovery && new.config.homeassistant.discovery;
+        let cleared: Vec<String> = match advertised {
             true => Vec::new(),
             false => removed.map(|(id, _)| id.clone()).collect(),
         };

@@ -54,11 +54,19 @@ impl FrameObjects {
         Self { labels, ..Self::default() }
     }
 
-    /// Takes a reload's labels; returns the counts to publish (0 for new ones).
-    pub fn reconfigure(&mut self, labels: BTreeMap<String, Vec<String>>) -> Vec<ObjectCount> {
-        self.published.retain(|(camera, label), _| labels.get(camera).is_some_and(|l| l.contains(label)));
+    /// Takes a reload's labels; returns the counts to publish (0 for new ones) and the
+    /// (camera, label) pairs no longer counted, whose retained counts are to be cleared.
+    pub fn reconfigure(&mut self, labels: BTreeMap<String, Vec<String>>) -> (Vec<ObjectCount>, Vec<(String, String)>) {
+        let mut gone = Vec::new();
+        self.published.retain(|(camera, label), _| {
+            let kept = labels.get(camera).is_some_and(|l| l.contains(label));
+            if !kept {
+                gone.push((camera.clone(), label.clone()));
+            }
+            kept
+        });
         self.labels = labels;
-        self.zeros(|_| true)
+        (self.zeros(|_| true), gone)
     }
 
     /// A batch of `camera` at `now_ms` with these labels detected: the counts that changed.
@@ -132,5 +140,17 @@ mod tests {
         assert!(frame.tick(2000 + FRAME_TIMEOUT_MS).is_empty(), "still fresh");
         assert_eq!(frame.tick(2600 + FRAME_TIMEOUT_MS), [zero("all"), zero("person")]);
         assert!(frame.batch("back", 3000, ["person"].into_iter()).is_empty(), "an unknown camera");
+    }
+
+    #[test]
+    fn a_reload_names_the_counts_no_longer_kept() {
+        let labels: BTreeMap<String, Vec<String>> =
+            [("front".to_string(), vec!["all".into(), "person".into()]), ("back".to_string(), vec!["all".into()])]
+                .into();
+        let mut frame = FrameObjects::new(labels);
+        assert_eq!(frame.tick(0).len(), 3);
+        let (counts, gone) = frame.reconfigure([("front".to_string(), vec!["all".into(), "car".into()])].into());
+        assert_eq!(counts, [("front".to_string(), "car".to_string(), 0)], "a new label starts at 0");
+        assert_eq!(gone, [("back".to_string(), "all".to_string()), ("front".to_string(), "person".to_string())]);
     }
 }

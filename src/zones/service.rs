@@ -137,8 +137,12 @@ impl ZoneService {
     /// Takes a reload's engines; occupancy of zones that are gone is cleared on the broker.
     fn apply(&mut self, update: ZoneUpdate, visits: &mut Visits, published: &mut Published) {
         (self.pre_roll, self.post_roll) = update.rolls;
-        let counts = self.frame.reconfigure(update.frame_labels);
+        let (counts, gone) = self.frame.reconfigure(update.frame_labels);
         self.publish_objects(counts);
+        for (camera, label) in gone {
+            let topic = self.mqtt.topics().objects(&camera, &label);
+            self.mqtt.publish(topic, Vec::new(), QoS::AtLeastOnce, true);
+        }
         for (camera, engine) in update.engines {
             let kept: Vec<String> =
                 engine.as_ref().map(|e| e.zones().iter().map(|z| z.id.clone()).collect()).unwrap_or_default();
