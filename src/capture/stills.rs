@@ -189,16 +189,15 @@ impl Drop for Taking {
 }
 
 impl Stills {
-    /// The snapshot task's parts for the node of `config`, decoding with `ffmpeg`.
+    /// The snapshot task's parts for the node of `config`, taking its snapshots with `snapshots`.
     pub fn new(
         config: &LoadedConfig,
-        ffmpeg: PathBuf,
+        snapshots: Snapshots,
         (store, mqtt, states): (&Store, &MqttHandle, &CameraStates),
         clock_steps: watch::Receiver<Steps>,
     ) -> Self {
-        let dir = config.data_dir.join("snapshots");
         Self {
-            snapshots: Snapshots::new(ffmpeg, config.recordings_dir.clone(), dir, config.max_frame_bytes()),
+            snapshots,
             store: store.clone(),
             mqtt: mqtt.clone(),
             states: states.clone(),

@@ -8,6 +8,7 @@ use super::tasks::{self, ConfigTasks};
 use crate::backup::job::BackupContext;
 use crate::backup::scheduler::{JobReporting, RunningPolicies};
 use crate::capture::modes::RecordModes;
+use crate::capture::snapshot::Snapshots;
 use crate::capture::stills::Stills;
 use crate::commands::auth::Verifier;
 use crate::commands::exec::ReloadRequest;
@@ -82,7 +83,11 @@ impl Node {
         let (steps_tx, steps) = (shared.steps.clone(), shared.steps.subscribe());
         background.push(tokio::spawn(modes.clone().run(shared.steps.subscribe())));
         background.push(tokio::spawn(parts::watch_clock(events.clone(), shared.clock_steps.clone(), steps_tx)));
-        let stills = Stills::new(&config, ffmpeg.clone(), (&store, &mqtt, &shared.cameras), shared.steps.subscribe());
+        let snapshot_dir = config.data_dir.join("snapshots");
+        let snapshots =
+            Snapshots::new(ffmpeg.clone(), config.recordings_dir.clone(), snapshot_dir, config.max_frame_bytes());
+        let parts = (&store, &mqtt, &shared.cameras);
+        let stills = Stills::new(&config, snapshots.clone(), parts, shared.steps.subscribe());
         let deps = camera_deps(&config, (&store, &events, &mqtt), &shared, &modes, (ffmpeg.clone(), steps));
         let reporting = JobReporting { events, mqtt: mqtt.clone(), running: RunningPolicies::default() };
         let (config, config_rx) = watch::channel(Arc::new(config));
@@ -95,7 +100,7 @@ impl Node {
             stats,
             backups: reporting.clone(),
             modes: modes.clone(),
-            ffmpeg,
+            snapshots,
             started,
         };
         background.extend(parts::start_commands(commanded, (&store, &mqtt), &shared, (inbox.commands, inbox.births)));

@@ -222,8 +222,8 @@ pub struct Commanded {
     pub backups: JobReporting,
     /// Recording modes.
     pub modes: RecordModes,
-    /// The ffmpeg binary (snapshots).
-    pub ffmpeg: PathBuf,
+    /// Snapshots on demand: the same as the scheduled ones, so their `seq` counts both.
+    pub snapshots: Snapshots,
     /// When the node started.
     pub started: Instant,
 }
@@ -236,12 +236,7 @@ pub fn start_commands(
     (commands, births): (Incoming, Incoming),
 ) -> Vec<JoinHandle<()>> {
     let config = parts.config.borrow().clone();
-    let snapshots = Snapshots::new(
-        parts.ffmpeg,
-        config.recordings_dir.clone(),
-        config.data_dir.join("snapshots"),
-        config.max_frame_bytes(),
-    );
+    let snapshots = parts.snapshots;
     let home_assistant = HomeAssistant {
         config: parts.config.clone(),
         mqtt: mqtt.clone(),
