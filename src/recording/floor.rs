@@ -31,7 +31,7 @@ pub struct FloorKeeper {
     last_pause: Option<i64>,
     paused: Vec<String>,
     resume_at: u64,
-    freed_while_paused: bool,
+    deletable_while_paused: bool,
 }
 
 impl FloorKeeper {
@@ -75,7 +75,13 @@ impl FloorKeeper {
     /// locked or in-use footage was left; it deleted `freed` bytes.
     pub fn swept(&mut self, at: i64, stuck: bool, freed: u64) {
         self.last_sweep = Some((at, stuck));
-        self.freed_while_paused |= freed > 0 && !self.paused.is_empty();
+        self.deletable_while_paused |= freed > 0 && !self.paused.is_empty();
+    }
+
+    /// Footage was unlocked: while cameras are paused, the sweeper can make room again when
+    /// they need it, even if there is room enough now and it deletes nothing.
+    pub fn unlocked(&mut self) {
+        self.deletable_while_paused |= !self.paused.is_empty();
     }
 
     /// Cameras paused for storage, in the order they were paused.
@@ -98,10 +104,16 @@ impl FloorKeeper {
             self.resume_at = self.resume_at.max(need.saturating_mul(2));
             return Some(FloorAction::Pause(next));
         }
-        if !self.paused.is_empty() && (self.freed_while_paused || free >= self.resume_at) && free >= RESERVE_BYTES * 2 {
+        if !self.paused.is_empty()
+            && (self.deletable_while_paused || free >= self.resume_at)
+            && free >= RESERVE_BYTES * 2
+        {
             self.last_pause = None;
             self.resume_at = 0;
-            self.freed_while_paused = false;
+            self.deletable_while_paused = false;
+            // The rate seen while paused (and the room that came back) says nothing of the
+            // writes to come: it is measured afresh.
+            self.samples.clear();
             return Some(FloorAction::Resume(std::mem::take(&mut self.paused)));
         }
         None
@@ -179,5 +191,25 @@ mod tests {
         assert_eq!(k.decide(1000, 9 * MB, &cams()), Some(FloorAction::Pause("back".into())));
         assert_eq!(k.decide(2000, 12 * MB, &cams()), None, "not yet twice the room it paused at");
         assert!(matches!(k.decide(3000, 60 * MB, &cams()), Some(FloorAction::Resume(_))));
+    }
+
+    #[test]
+    fn an_unlock_resumes_though_the_sweep_after_it_had_nothing_to_delete() {
+        let mut k = FloorKeeper::default();
+        k.observe(0, 10 * MB);
+        k.observe(1000, 9 * MB);
+        k.swept(1000, true, 0);
+        assert_eq!(k.decide(1000, 9 * MB, &cams()), Some(FloorAction::Pause("back".into())));
+        // Room above the floor, below twice the pause's need: the sweep deletes nothing.
+        k.swept(2000, false, 0);
+        assert_eq!(k.decide(2000, 12 * MB, &cams()), None, "still everything locked");
+        k.unlocked();
+        k.swept(3000, false, 0);
+        assert_eq!(k.decide(3000, 12 * MB, &cams()), Some(FloorAction::Resume(vec!["back".into()])));
+        k.observe(3000, 12 * MB);
+        k.observe(4000, 11 * MB);
+        assert_eq!(k.rate(), MB, "the rate after resuming, not the pause's");
+        k.unlocked();
+        assert_eq!(k.decide(4000, 12 * MB, &cams()), None, "an unlock while nothing is paused is forgotten");
     }
 }

@@ -44,8 +44,9 @@ impl StorageGuard {
         self.pauses.subscribe()
     }
 
-    /// Asks for a sweep at the next tick (footage was unlocked).
+    /// Footage was unlocked: paused recorders may resume, and a sweep runs at once.
     pub fn wake(&self) {
+        self.keeper().unlocked();
         self.sweep_now.notify_one();
     }
 
