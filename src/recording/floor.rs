@@ -31,7 +31,9 @@ pub struct FloorKeeper {
     last_pause: Option<i64>,
     paused: Vec<String>,
     resume_at: u64,
-    deletable_while_paused: bool,
+    freed_while_paused: bool,
+    /// Footage was unlocked while cameras were paused.
+    unlocked_while_paused: bool,
 }
 
 impl FloorKeeper {
@@ -75,13 +77,13 @@ impl FloorKeeper {
     /// locked or in-use footage was left; it deleted `freed` bytes.
     pub fn swept(&mut self, at: i64, stuck: bool, freed: u64) {
         self.last_sweep = Some((at, stuck));
-        self.deletable_while_paused |= freed > 0 && !self.paused.is_empty();
+        self.freed_while_paused |= freed > 0 && !self.paused.is_empty();
     }
 
     /// Footage was unlocked: while cameras are paused, the sweeper can make room again when
     /// they need it, even if there is room enough now and it deletes nothing.
     pub fn unlocked(&mut self) {
-        self.deletable_while_paused |= !self.paused.is_empty();
+        self.unlocked_while_paused |= !self.paused.is_empty();
     }
 
     /// Cameras paused for storage, in the order they were paused.
@@ -104,16 +106,16 @@ impl FloorKeeper {
             self.resume_at = self.resume_at.max(need.saturating_mul(2));
             return Some(FloorAction::Pause(next));
         }
-        if !self.paused.is_empty()
-            && (self.deletable_while_paused || free >= self.resume_at)
-            && free >= RESERVE_BYTES * 2
-        {
+        let deletable = self.freed_while_paused || self.unlocked_while_paused;
+        if !self.paused.is_empty() && (deletable || free >= self.resume_at) && free >= RESERVE_BYTES * 2 {
             self.last_pause = None;
             self.resume_at = 0;
-            self.deletable_while_paused = false;
-            // The rate seen while paused (and the room that came back) says nothing of the
-            // writes to come: it is measured afresh.
-            self.samples.clear();
+            self.freed_while_paused = false;
+            if std::mem::take(&mut self.unlocked_while_paused) {
+                // Resumed by an unlock, maybe with no sweep since: the rate seen while paused
+                // says nothing of the writes to come, which the sweeps must stay ahead of.
+                self.samples.clear();
+            }
             return Some(FloorAction::Resume(std::mem::take(&mut self.paused)));
         }
         None
