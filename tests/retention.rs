@@ -25,7 +25,9 @@ fn lock_all_time(node: &Node, camera: &str, from_ms: i64, to_ms: i64) {
 async fn the_free_floor_holds_locked_footage_stays_and_pressure_is_reported_once() {
     let dir = TempDir::new("retention");
     let broker = Broker::start(&dir.join("broker"));
-    let disk = Tmpfs::mount(&dir.join("rec"), "16m");
+    // Room for the floor, the next 10 s of writing (about 10 MB) and the locked segment, as
+    // on any real disk: a smaller one would find itself about to fill in the first seconds.
+    let disk = Tmpfs::mount(&dir.join("rec"), "40m");
     let toml = format!(
         "\n[storage]\nrecordings_dir = \"{}\"\nmin_free_percent = 40\nsweep_interval_s = 2\n\n[[camera]]\nid = \"busy\"\n\
          source = \"lavfi:testsrc2=size=480x270:rate=25,noise=alls=40:allf=t\"\nsegment_s = 2\nsample_fps = 0\n",
@@ -39,7 +41,7 @@ async fn the_free_floor_holds_locked_footage_stays_and_pressure_is_reported_once
     lock_all_time(&node, "busy", first.start_ms, first.end_ms);
 
     // Record until the sweeper has had to free space for a while.
-    let floor = 16 * 1024 * 1024 * 40 / 100;
+    let floor = 40 * 1024 * 1024 * 40 / 100;
     let started = Instant::now();
     let mut lowest = u64::MAX;
     let mut deleted_some = false;

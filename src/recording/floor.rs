@@ -80,6 +80,24 @@ impl FloorKeeper {
         self.freed_while_paused |= freed > 0 && !self.paused.is_empty();
     }
 
+    /// Whether to sweep before deciding: a pause is due on the last sweep's word, which is
+    /// older than `at`; a segment closed since may be deletable, and a pause must rest on
+    /// what can be deleted now.
+    pub fn wants_fresh_sweep(&self, at: i64, free: u64, cameras: &[String]) -> bool {
+        self.next_pause(at, free, cameras).is_some() && self.last_sweep.is_some_and(|(when, _)| when < at)
+    }
+
+    /// The camera to pause now, if any: the last sweep found only locked or in-use footage,
+    /// the disk is about to fill, the last pause is a while ago and someone still records.
+    fn next_pause(&self, at: i64, free: u64, cameras: &[String]) -> Option<String> {
+        let stuck = matches!(self.last_sweep, Some((_, true)));
+        let spaced = self.last_pause.is_none_or(|when| at - when >= PAUSE_SPACING_MS);
+        if !(stuck && spaced && free < self.need()) {
+            return None;
+        }
+        cameras.iter().rev().find(|c| !self.paused.contains(c)).cloned()
+    }
+
     /// Footage was unlocked: while cameras are paused, the sweeper can make room again when
     /// they need it, even if there is room enough now and it deletes nothing.
     pub fn unlocked(&mut self) {
@@ -96,14 +114,11 @@ impl FloorKeeper {
     /// (unlocked, aged out) or room came back otherwise. `cameras` are the recording
     /// cameras, most important first.
     pub fn decide(&mut self, at: i64, free: u64, cameras: &[String]) -> Option<FloorAction> {
-        let stuck = matches!(self.last_sweep, Some((_, true)));
-        let need = self.need();
-        if stuck && free < need && self.last_pause.is_none_or(|when| at - when >= PAUSE_SPACING_MS) {
-            let next = cameras.iter().rev().find(|c| !self.paused.contains(c))?.clone();
+        if let Some(next) = self.next_pause(at, free, cameras) {
             self.paused.push(next.clone());
             self.last_pause = Some(at);
             // Resume only with room for what this pause stopped, so pause and resume do not flap.
-            self.resume_at = self.resume_at.max(need.saturating_mul(2));
+            self.resume_at = self.resume_at.max(self.need().saturating_mul(2));
             return Some(FloorAction::Pause(next));
         }
         let deletable = self.freed_while_paused || self.unlocked_while_paused;
@@ -182,6 +197,19 @@ mod tests {
         k.swept(21_000, false, 30 * MB);
         assert_eq!(k.decide(21_000, 40 * MB, &cams()), Some(FloorAction::Resume(vec!["back".into(), "front".into()])));
         assert!(k.paused().is_empty());
+    }
+
+    #[test]
+    fn a_pause_rests_on_a_sweep_made_now() {
+        let mut k = FloorKeeper::default();
+        k.observe(0, 10 * MB);
+        k.observe(1000, 9 * MB);
+        k.swept(1000, true, 0);
+        assert!(!k.wants_fresh_sweep(1000, 9 * MB, &cams()), "the sweep was made now");
+        assert!(k.wants_fresh_sweep(2000, 8 * MB, &cams()), "a segment may have closed since");
+        k.swept(2000, false, 2 * MB);
+        assert_eq!(k.decide(2000, 10 * MB, &cams()), None, "the fresh sweep could delete");
+        assert!(!k.wants_fresh_sweep(3000, 9 * MB, &cams()), "no pause is due");
     }
 
     #[test]

@@ -86,7 +86,10 @@ impl StorageGuard {
             if watched {
                 self.keeper().observe(at, free);
             }
-            let by_rate = watched && self.keeper().wants_sweep(at, free, sweeper.floor(total));
+            let by_rate = watched && {
+                let keeper = self.keeper();
+                keeper.wants_sweep(at, free, sweeper.floor(total)) || keeper.wants_fresh_sweep(at, free, &cameras)
+            };
             let free = if by_rate || last_sweep.is_none_or(|t| t.elapsed() >= interval) {
                 last_sweep = Some(Instant::now());
                 short = self.sweep(&sweeper, at).await.unwrap_or(short);
