@@ -23,3 +23,5 @@ pub const MAX_WORKERS: usize = 64;
 pub const MAX_DETECTIONS_PER_MESSAGE: usize = 256;
 /// Largest incoming message (detections, worker status) the node reads.
 pub const MAX_MESSAGE_BYTES: u64 = 1 << 20;
+/// Most concurrent media streams the viewing surface serves.
+pub const MAX_VIEWERS: usize = 64;

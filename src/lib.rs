@@ -24,6 +24,7 @@ pub mod service;
 pub mod stats;
 pub mod store;
 pub mod sys;
+pub mod viewing;
 pub mod wallclock;
 pub mod workers;
 pub mod zones;

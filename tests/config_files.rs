@@ -194,6 +194,27 @@ const BAD: &[(&str, &str, &str, Option<usize>)] = &[
         "at least 10",
         Some(5),
     ),
+    ("[http]\nlisten = \"localhost\"\n", "http.listen", "no address:port", Some(2)),
+    ("[http]\ncert_file = \"cert.pem\"\n", "http.cert_file", "needs http.key_file", Some(2)),
+    (
+        "[http]\n[[http.user]]\nname = \"ops\"\npassword_hash = \"hunter22\"\n",
+        "http.user[0].password_hash",
+        "heldar-edge passwd",
+        Some(4),
+    ),
+    (
+        "[[camera]]\nid = \"a\"\nsource = \"lavfi:testsrc\"\n[http]\n[[http.user]]\nname = \"ops\"\n\
+         password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\"\ncameras = [\"b\"]\n",
+        "http.user[0].cameras[0]",
+        "no camera of this file",
+        Some(8),
+    ),
+    (
+        "[http]\n[[http.user]]\nname = \"ops\"\npassword_hash = \"x\"\nallow = [\"admin\"]\n",
+        "http.user[0].allow[0]",
+        "unknown variant",
+        Some(5),
+    ),
 ];
 
 #[test]

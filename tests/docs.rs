@@ -60,6 +60,7 @@ fn every_config_and_board_key_is_in_the_config_reference() {
         "src/config/schema/camera.rs",
         "src/config/schema/schedule.rs",
         "src/config/schema/backup.rs",
+        "src/config/schema/http.rs",
         "src/config/board.rs",
     ] {
         for (strukt, key) in keys(&read(file)) {

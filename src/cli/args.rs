@@ -66,6 +66,8 @@ pub enum Command {
         /// Seconds to wait for the reply.
         timeout_s: u64,
     },
+    /// Print an argon2id hash of a password for `[[http.user]]`.
+    Passwd,
     /// Print the version.
     Version,
     /// Print usage.
@@ -90,6 +92,8 @@ commands:
                      send command NAME to the node of FILE over MQTT (signed with the key
                      when given), print the reply; exit 0 when it is ok, 1 otherwise.
                      a value that parses as JSON (60, true, [...]) is JSON, anything else text
+  passwd             read a password (without echo; from standard input when it is no
+                     terminal) and print its argon2id hash for [[http.user]] password_hash
   version            print the version
 
 options:
@@ -109,6 +113,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let command = match args.next().map(String::as_str) {
         None | Some("help" | "-h" | "--help") => return Ok(Command::Help),
         Some("version" | "-V" | "--version") => return expect_end(args, Command::Version),
+        Some("passwd") => return expect_end(args, Command::Passwd),
         Some(command @ ("run" | "check" | "sweep" | "backup" | "export" | "call")) => command,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };

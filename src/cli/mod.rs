@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod oneshot;
+mod passwd;
 mod progress;
 mod summary;
 
@@ -23,6 +24,7 @@ pub fn execute(command: Command) -> ExitCode {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Command::Passwd => passwd::passwd(),
         Command::Version => {
             println!("heldar-edge {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

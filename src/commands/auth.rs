@@ -97,13 +97,6 @@ pub fn sign(secret: &[u8], signed: Signed<'_>, args: &[u8]) -> String {
     format!("{:x}", mac.finalize().into_bytes())
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    (0..64).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
-}
-
 impl Verifier {
     /// A verifier for `[commands]` of the node whose topic root is `root`, with these keys.
     pub fn new(root: &str, mode: AuthMode, keys: Vec<Key>, open_allow: Vec<String>) -> Self {
@@ -155,7 +148,7 @@ impl Verifier {
         let Some(key) = self.keys.iter().find(|k| k.id == auth.key) else {
             return refuse(ErrorCode::Unauthorized, format!("unknown key {:?}", auth.key));
         };
-        let Some(sig) = unhex(&auth.sig) else {
+        let Some(sig) = crate::protocol::rules::unhex_sha256(&auth.sig) else {
             return refuse(ErrorCode::Unauthorized, "sig must be 64 lowercase hex digits".into());
         };
         let mut mac = mac(&key.secret);

@@ -54,6 +54,14 @@ pub struct BoardLimits {
     /// Resident memory the service stays within on this board (ffmpeg not counted): reported
     /// in `P/stats`, logged when exceeded.
     pub rss_budget: ByteSize,
+    /// Media streams (playlists' files, clips) the viewing surface serves at once; beyond it
+    /// `503` with `Retry-After`.
+    #[serde(default = "default_max_viewers")]
+    pub max_viewers: usize,
+}
+
+fn default_max_viewers() -> usize {
+    4
 }
 
 /// ffmpeg choices that depend on the board's hardware.
@@ -105,6 +113,7 @@ impl BoardLimits {
             capacity::MAX_DETECTIONS_PER_MESSAGE as f64,
         );
         check("limits.max_message_bytes", self.max_message_bytes.0 as f64, 1024.0, capacity::MAX_MESSAGE_BYTES as f64);
+        check("limits.max_viewers", self.max_viewers as f64, 1.0, capacity::MAX_VIEWERS as f64);
         check("limits.rss_budget", self.rss_budget.0 as f64, (8 << 20) as f64, (4u64 << 30) as f64);
         problems
     }

@@ -1,6 +1,7 @@
 //! Loading `config.toml` and its board profile: parse, locate errors, validate.
 
 pub mod board;
+pub mod http;
 pub mod schema;
 pub mod secret;
 pub mod size;

@@ -55,6 +55,7 @@ pub fn validate(config: &Config, node_id: &str, limits: &BoardLimits) -> Vec<Pro
     if !is_topic_prefix(&config.homeassistant.prefix) {
         p.add("homeassistant.prefix", "must be a topic prefix without wildcards or leading/trailing '/'");
     }
+    p.0.extend(super::http::validate_http(config));
     p.0
 }
 

@@ -40,6 +40,14 @@ pub fn is_worker_id(id: &str) -> bool {
     is_token(id, 1, 64)
 }
 
+/// The 32 bytes of a SHA-256 digest or HMAC written as 64 lowercase hex digits.
+pub fn unhex_sha256(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    (0..64).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,8 @@ pub struct Fragments {
     pub complete_len: u64,
     /// Whole fragments (`moof` followed by its `mdat`).
     pub fragments: u64,
+    /// Bytes before the first fragment: the init part (`ftyp`, `moov`) a player reads first.
+    pub init_len: u64,
 }
 
 /// Trims the file at `path` to its complete part; returns what it holds and how many bytes
@@ -35,6 +37,7 @@ pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragment
     let mut complete_len = 0u64;
     let mut fragments = 0u64;
     let mut pending_moof = false;
+    let mut init_len = None;
     while len - offset >= 8 {
         file.seek(SeekFrom::Start(offset))?;
         let mut header = [0u8; 16];
@@ -56,6 +59,9 @@ pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragment
         if size < header_len || size > len - offset || !kind.iter().all(u8::is_ascii_graphic) {
             break;
         }
+        if &kind == b"moof" && init_len.is_none() {
+            init_len = Some(offset);
+        }
         offset += size;
         match &kind {
             b"moof" => pending_moof = true,
@@ -68,7 +74,7 @@ pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragment
             _ => {}
         }
     }
-    Ok(Fragments { complete_len, fragments })
+    Ok(Fragments { complete_len, fragments, init_len: init_len.unwrap_or(complete_len) })
 }
 
 #[cfg(test)]
@@ -99,7 +105,10 @@ mod tests {
     #[test]
     fn a_whole_segment_is_complete() {
         let file = segment(3);
-        assert_eq!(scan_bytes(&file), Fragments { complete_len: file.len() as u64, fragments: 3 });
+        assert_eq!(
+            scan_bytes(&file),
+            Fragments { complete_len: file.len() as u64, fragments: 3, init_len: 16 + 8 + 508 }
+        );
     }
 
     #[test]
@@ -108,7 +117,7 @@ mod tests {
         let mut cut = whole.clone();
         cut.extend(boxed(b"moof", 100));
         cut.extend(&boxed(b"mdat", 3000)[..1200]);
-        assert_eq!(scan_bytes(&cut), Fragments { complete_len: whole.len() as u64, fragments: 2 });
+        assert_eq!(scan_bytes(&cut), Fragments { complete_len: whole.len() as u64, fragments: 2, init_len: 532 });
         let mut lone = whole.clone();
         lone.extend(boxed(b"moof", 100));
         assert_eq!(scan_bytes(&lone).complete_len, whole.len() as u64);
@@ -120,13 +129,13 @@ mod tests {
     #[test]
     fn a_header_only_file_has_no_fragment() {
         let header = segment(0);
-        assert_eq!(scan_bytes(&header), Fragments { complete_len: header.len() as u64, fragments: 0 });
-        assert_eq!(scan_bytes(&[]), Fragments { complete_len: 0, fragments: 0 });
+        assert_eq!(scan_bytes(&header), Fragments { complete_len: 532, fragments: 0, init_len: 532 });
+        assert_eq!(scan_bytes(&[]), Fragments { complete_len: 0, fragments: 0, init_len: 0 });
         assert_eq!(scan_bytes(&[0u8; 4096]).complete_len, 0, "zeros (a lost tail) are no box");
         let mut zero_tail = segment(1);
         let whole = zero_tail.len() as u64;
         zero_tail.extend([0u8; 4096]);
-        assert_eq!(scan_bytes(&zero_tail), Fragments { complete_len: whole, fragments: 1 });
+        assert_eq!(scan_bytes(&zero_tail), Fragments { complete_len: whole, fragments: 1, init_len: 532 });
     }
 
     #[test]

@@ -250,6 +250,28 @@ pub fn latest_segment(conn: &Connection, camera: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
+/// At most `limit` of `camera`'s segments overlapping `[from, to)`, by start time.
+pub fn camera_window(
+    conn: &Connection,
+    camera: &str,
+    from: UnixMs,
+    to: UnixMs,
+    limit: usize,
+) -> rusqlite::Result<Vec<SegmentRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SEGMENT_COLUMNS} FROM segments
+         WHERE camera = ?1 AND start_ms >= ?2 AND start_ms < ?3 AND end_ms > ?4 ORDER BY start_ms LIMIT ?5"
+    ))?;
+    let lower = from.0.saturating_sub(MAX_SEGMENT_MS);
+    let rows = stmt.query_map(params![camera, lower, to.0, from.0, limit as i64], segment_row)?;
+    rows.collect()
+}
+
+/// The segment of row `id`.
+pub fn segment_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<SegmentRow>> {
+    conn.query_row(&format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE id = ?1"), [id], segment_row).optional()
+}
+
 /// Every indexed path with its row id.
 pub fn all_paths(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
     let mut stmt = conn.prepare("SELECT id, path FROM segments")?;

@@ -93,6 +93,8 @@ impl Node {
         let (config, config_rx) = watch::channel(Arc::new(config));
         let (verifier, verifier_rx) = watch::channel(Arc::new(verifier));
         let (reload, reloads) = mpsc::channel(1);
+        let parts = (store.clone(), shared.reads.clone(), shared.cameras.clone());
+        background.extend(crate::viewing::start(config_rx.clone(), parts).await?);
         let commanded = Commanded {
             config: config_rx,
             verifier: verifier_rx,

@@ -3,10 +3,12 @@
 
 mod backup;
 mod camera;
+mod http;
 mod schedule;
 
 pub use backup::*;
 pub use camera::*;
+pub use http::*;
 pub use schedule::*;
 
 use super::size::ByteSize;
@@ -44,6 +46,8 @@ pub struct Config {
     /// `[homeassistant]`
     #[serde(default)]
     pub homeassistant: HomeAssistantConfig,
+    /// `[http]`: the viewing surface, off when absent.
+    pub http: Option<HttpConfig>,
 }
 
 /// `[node]`: who this node is and where it keeps its data.

@@ -1,0 +1,282 @@
+//! What each URL answers: login and logout, then, for a signed-in viewer, the
+//! API, the playlists and the segment files, each camera only for a viewer whose
+//! scope holds it.
+
+use super::auth::{COOKIE, LoginLimiter, SessionKey, Viewer, cookie_value};
+use super::media::{FileBody, Wanted};
+use super::{api, playlist, secrets};
+use crate::capture::CameraStates;
+use crate::config::LoadedConfig;
+use crate::config::schema::HttpUserConfig;
+use crate::recording::index;
+use crate::recording::sweeper::ReadLocks;
+use crate::store::Store;
+use crate::wallclock::UnixMs;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{Semaphore, watch};
+
+/// A response with any body.
+pub type Reply = Response<BoxBody<Bytes, std::io::Error>>;
+
+/// Largest login form read.
+const MAX_FORM_BYTES: usize = 4096;
+
+/// Everything the routes read: the config in force (users, cameras), the index and
+/// what is being recorded now.
+pub struct App {
+    /// The config in force; a reload changes users and cameras.
+    pub config: watch::Receiver<Arc<LoadedConfig>>,
+    /// The index.
+    pub store: Store,
+    /// Segments being read: retention keeps them.
+    pub reads: ReadLocks,
+    /// Camera states.
+    pub cameras: CameraStates,
+    /// Signs session cookies.
+    pub key: SessionKey,
+    /// The generated `admin` when the config named no user at start.
+    pub admin: Option<HttpUserConfig>,
+    /// Failed logins per client.
+    pub limiter: Mutex<LoginLimiter>,
+    /// Media streams served at once (`max_viewers`).
+    pub viewers: Arc<Semaphore>,
+    /// Cookies carry `Secure` (served over TLS).
+    pub secure: bool,
+    /// Monotonic origin of the login limiter's clock.
+    pub started: Instant,
+}
+
+impl App {
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// The users who may log in now: the config's, or the generated admin.
+    fn user(&self, name: &str) -> Option<HttpUserConfig> {
+        let config = self.config.borrow().clone();
+        let configured = config.config.http.as_ref().map(|h| h.users.as_slice()).unwrap_or_default();
+        match configured.is_empty() {
+            true => self.admin.iter().find(|u| u.name == name).cloned(),
+            false => configured.iter().find(|u| u.name == name).cloned(),
+        }
+    }
+
+    /// The viewer a request's session cookie names, if it is valid and the user still exists.
+    fn viewer(&self, request: &Request<Incoming>) -> Option<Viewer> {
+        let cookies = request.headers().get_all(header::COOKIE);
+        let value = cookies.iter().filter_map(|h| h.to_str().ok()).find_map(|h| cookie_value(h, COOKIE))?;
+        let name = self.key.check(value, UnixMs::now())?;
+        self.user(&name).map(|user| Viewer::of(&user))
+    }
+
+    fn session_hours(&self) -> u64 {
+        self.config.borrow().config.http.as_ref().map_or(12, |h| h.session_hours)
+    }
+}
+
+/// Answers one request from `client`.
+pub async fn handle(app: &App, request: Request<Incoming>, client: IpAddr) -> Reply {
+    let path = request.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (request.method().clone(), parts.as_slice()) {
+        (Method::GET, ["login"]) => html(StatusCode::OK, LOGIN_PAGE),
+        (Method::POST, ["login"]) => login(app, request, client).await,
+        (Method::POST, ["logout"]) => logout(app),
+        _ => match app.viewer(&request) {
+            Some(viewer) => signed_in(app, &request, &viewer, &parts).await,
+            None if parts == [""] => redirect("/login", None),
+            None => text(StatusCode::UNAUTHORIZED, "log in first: POST /login"),
+        },
+    }
+}
+
+async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, parts: &[&str]) -> Reply {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET here");
+    }
+    let query = request.uri().query().unwrap_or_default();
+    match parts {
+        [""] => html(StatusCode::OK, INDEX_PAGE),
+        ["api", "v1", "cameras"] => api::cameras(app, viewer),
+        ["api", "v1", "cameras", camera, "timeline"] if viewer.sees(camera) => api::timeline(app, camera, query).await,
+        ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => recorded(app, camera, query).await,
+        ["cameras", camera, "segments", id, part] if viewer.sees(camera) => {
+            let range = request.headers().get(header::RANGE).and_then(|r| r.to_str().ok());
+            segment(app, camera, id, part, range).await
+        }
+        ["api", "v1", "cameras", _, _] | ["cameras", _, ..] => text(StatusCode::FORBIDDEN, "not your camera"),
+        _ => text(StatusCode::NOT_FOUND, "no such page"),
+    }
+}
+
+async fn login(app: &App, request: Request<Incoming>, client: IpAddr) -> Reply {
+    let wait = app.limiter.lock().unwrap_or_else(|p| p.into_inner()).wait_ms(client, app.now_ms());
+    if wait > 0 {
+        let mut reply = text(StatusCode::TOO_MANY_REQUESTS, "too many failed logins: wait");
+        let seconds = HeaderValue::from((wait + 999) / 1000);
+        reply.headers_mut().insert(header::RETRY_AFTER, seconds);
+        return reply;
+    }
+    let Ok(form) = Limited::new(request.into_body(), MAX_FORM_BYTES).collect().await.map(|b| b.to_bytes()) else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "the login form is at most 4 KiB");
+    };
+    let field = |name: &str| form_urlencoded::parse(&form).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (name, password) = (field("name").unwrap_or_default(), field("password").unwrap_or_default());
+    let hash = app.user(&name).map(|u| u.password_hash);
+    let matches =
+        tokio::task::spawn_blocking(move || hash.is_some_and(|hash| secrets::password_matches(&hash, &password)))
+            .await
+            .unwrap_or(false);
+    let mut limiter = app.limiter.lock().unwrap_or_else(|p| p.into_inner());
+    if !matches {
+        limiter.failed(client, app.now_ms());
+        tracing::warn!(client = %client, user = %name, "login refused: wrong name or password");
+        return text(StatusCode::UNAUTHORIZED, "wrong name or password");
+    }
+    limiter.succeeded(client);
+    tracing::info!(client = %client, user = %name, "logged in");
+    let max_age = app.session_hours() * 3600;
+    let value = app.key.issue(&name, UnixMs(UnixMs::now().0 + max_age as i64 * 1000));
+    let secure = if app.secure { "; Secure" } else { "" };
+    redirect("/", Some(format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")))
+}
+
+fn logout(app: &App) -> Reply {
+    let secure = if app.secure { "; Secure" } else { "" };
+    redirect("/login", Some(format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")))
+}
+
+async fn recorded(app: &App, camera: &str, query: &str) -> Reply {
+    let (from, to) = match api::window(query, UnixMs::now()) {
+        Ok(window) => window,
+        Err(why) => return text(StatusCode::BAD_REQUEST, &why),
+    };
+    let camera = camera.to_string();
+    let limit = playlist::MAX_PLAYLIST_SEGMENTS;
+    match app.store.call(move |conn| index::camera_window(conn, &camera, from, to, limit)).await {
+        Ok(rows) => {
+            let mut reply = full(StatusCode::OK, playlist::recorded(&rows, ""));
+            set(&mut reply, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
+            set(&mut reply, header::CACHE_CONTROL, "no-store");
+            reply
+        }
+        Err(e) => internal(&e),
+    }
+}
+
+async fn segment(app: &App, camera: &str, id: &str, part: &str, range: Option<&str>) -> Reply {
+    let (Ok(id), true) = (id.parse::<i64>(), matches!(part, "init.mp4" | "media.mp4")) else {
+        return text(StatusCode::NOT_FOUND, "no such segment file");
+    };
+    let Ok(slot) = app.viewers.clone().try_acquire_owned() else {
+        let mut reply = text(StatusCode::SERVICE_UNAVAILABLE, "too many viewers on this board: try again");
+        set(&mut reply, header::RETRY_AFTER, "2");
+        return reply;
+    };
+    // Held before the row is read: once the row is seen, retention leaves the file alone.
+    let held = app.reads.hold(&[id]);
+    let row = match app.store.call(move |conn| index::segment_by_id(conn, id)).await {
+        Ok(Some(row)) if row.segment.camera == camera => row,
+        Ok(_) => return text(StatusCode::NOT_FOUND, "no such segment"),
+        Err(e) => return internal(&e),
+    };
+    let path = app.config.borrow().recordings_dir.join(&row.segment.path);
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        let found = crate::recording::fragments::scan(&mut file, len)?;
+        Ok((file, found))
+    })
+    .await;
+    let Ok(Ok((file, found))) = opened else { return text(StatusCode::NOT_FOUND, "the segment's file is gone") };
+    let (offset, len) = match part {
+        "init.mp4" => (0, found.init_len),
+        _ => (found.init_len, found.complete_len - found.init_len),
+    };
+    let (status, start, end) = match super::media::wanted(range, len) {
+        Wanted::Whole => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Wanted::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Wanted::Unsatisfiable => {
+            let mut reply = text(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the file");
+            set(&mut reply, header::CONTENT_RANGE, &format!("bytes */{len}"));
+            return reply;
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    let body = match FileBody::new(tokio::fs::File::from_std(file), offset + start, count, Box::new((held, slot))).await
+    {
+        Ok(body) => body,
+        Err(e) => return internal(&anyhow::Error::from(e)),
+    };
+    let mut reply = Response::new(body.boxed());
+    *reply.status_mut() = status;
+    set(&mut reply, header::CONTENT_TYPE, "video/mp4");
+    set(&mut reply, header::ACCEPT_RANGES, "bytes");
+    set(&mut reply, header::CONTENT_LENGTH, &count.to_string());
+    set(&mut reply, header::CACHE_CONTROL, "private, max-age=86400");
+    if status == StatusCode::PARTIAL_CONTENT {
+        set(&mut reply, header::CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
+    }
+    reply
+}
+
+/// Sets a header from a value known to be valid.
+pub fn set(reply: &mut Reply, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        reply.headers_mut().insert(name, value);
+    }
+}
+
+/// A response with `body`.
+pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut reply = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    *reply.status_mut() = status;
+    reply
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &str) -> Reply {
+    let mut reply = full(status, format!("{body}\n"));
+    set(&mut reply, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    reply
+}
+
+/// A JSON response.
+pub fn json(value: &serde_json::Value) -> Reply {
+    let mut reply = full(StatusCode::OK, value.to_string());
+    set(&mut reply, header::CONTENT_TYPE, "application/json");
+    set(&mut reply, header::CACHE_CONTROL, "no-store");
+    reply
+}
+
+/// A `500` that logs what went wrong and tells the client nothing more.
+pub fn internal(error: &anyhow::Error) -> Reply {
+    tracing::error!(error = format!("{error:#}"), "http request failed");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error: see the service log")
+}
+
+fn html(status: StatusCode, body: &'static str) -> Reply {
+    let mut reply = full(status, body);
+    set(&mut reply, header::CONTENT_TYPE, "text/html; charset=utf-8");
+    reply
+}
+
+fn redirect(to: &str, cookie: Option<String>) -> Reply {
+    let mut reply = full(StatusCode::SEE_OTHER, Bytes::new());
+    set(&mut reply, header::LOCATION, to);
+    if let Some(cookie) = cookie {
+        set(&mut reply, header::SET_COOKIE, &cookie);
+    }
+    reply
+}
+
+const LOGIN_PAGE: &str = include_str!("login.html");
+const INDEX_PAGE: &str = include_str!("index.html");
