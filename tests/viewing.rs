@@ -98,10 +98,11 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let dir = TempDir::new("viewing");
     let broker = Broker::start(&dir.join("broker"));
     let port = support::free_port();
+    let guard_hash = passwd("guard-password");
     let users = format!(
-        "\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\n\n[[http.user]]\nname = \"guard\"\npassword_hash = \"{}\"\ncameras = [\"back\"]\n",
+        "\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\n\n[[http.user]]\nname = \"guard\"\npassword_hash = \"{guard_hash}\"\ncameras = [\"back\"]\n\
+         \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
         passwd("ops-password"),
-        passwd("guard-password")
     );
     let mut node = Node::configure(&dir.0, "view", &broker.url(), &http_config(port, &users));
     node.start(&[]);
@@ -196,6 +197,8 @@ fn check_refusals(node: &Node, base: &str, ops: &str) {
     {
         assert_eq!(curl(&format!("{base}{path}"), &["-b", &guard]).status, 403, "{path} for a user scoped to back");
     }
+    let clerk = session(&login(base, "clerk", "guard-password"));
+    assert_eq!(curl(&format!("{base}/api/v1/cameras"), &["-b", &clerk]).status, 403, "a user without `view`");
     let timeline = curl(&format!("{base}/api/v1/cameras/back/timeline"), &["-b", &guard]);
     let timeline: serde_json::Value = serde_json::from_slice(&timeline.body).expect("json");
     assert!(!timeline["runs"].as_array().expect("runs").is_empty(), "{timeline}");

@@ -7,7 +7,7 @@ use super::media::{FileBody, Wanted};
 use super::{api, playlist, secrets};
 use crate::capture::CameraStates;
 use crate::config::LoadedConfig;
-use crate::config::schema::HttpUserConfig;
+use crate::config::schema::{HttpRight, HttpUserConfig};
 use crate::recording::index;
 use crate::recording::sweeper::ReadLocks;
 use crate::store::Store;
@@ -103,6 +103,9 @@ async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, part
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET here");
     }
     let query = request.uri().query().unwrap_or_default();
+    if parts != [""] && !viewer.may(HttpRight::View) {
+        return text(StatusCode::FORBIDDEN, "this user may not view footage");
+    }
     match parts {
         [""] => html(StatusCode::OK, INDEX_PAGE),
         ["api", "v1", "cameras"] => api::cameras(app, viewer),
