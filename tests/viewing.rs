@@ -111,7 +111,12 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
 
     // Nobody in without a session.
     assert_eq!(curl(&format!("{base}/"), &[]).status, 303);
-    for path in ["/api/v1/cameras", "/cameras/front/recorded.m3u8", "/cameras/front/segments/1/media.mp4"] {
+    for path in [
+        "/api/v1/cameras",
+        "/cameras/front/recorded.m3u8",
+        "/cameras/front/segments/1/media.mp4",
+        "/cameras/front/live.m3u8",
+    ] {
         let got = curl(&format!("{base}{path}"), &[]);
         assert_eq!(got.status, 401, "{path} without a session");
         assert!(!got.body.starts_with(b"#EXTM3U"));
@@ -134,6 +139,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     assert_eq!(ids, ["front", "back"]);
 
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
+    check_live(&base, &ops, &dir.0);
     check_refusals(&node, &base, &ops);
     let status = node.terminate(20 * SECOND);
     assert!(status.success());
@@ -185,6 +191,45 @@ fn check_playlist_and_ranges(node: &Node, base: &str, ops: &str, dir: &Path) {
     let duration = support::ffprobe_duration(&out).expect("the copy plays");
     let recorded = (to - from) as f64 / 1000.0;
     assert!((duration - recorded).abs() < 1.0, "played {duration} s of {recorded} s");
+}
+
+/// The live playlist names the complete fragments of the file being written as byte
+/// ranges, moves on as recording goes on, and plays through ffmpeg.
+fn check_live(base: &str, ops: &str, dir: &Path) {
+    let url = format!("{base}/cameras/front/live.m3u8");
+    let sequence = |text: &str| -> u64 {
+        let line = text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).expect("a media sequence");
+        line.parse::<u64>().expect("a number") + text.matches("#EXTINF").count() as u64
+    };
+    let first = String::from_utf8(curl(&url, &["-b", ops]).body).expect("utf-8");
+    assert!(first.contains("#EXT-X-MAP:URI=\"live/") && first.contains("#EXT-X-BYTERANGE:"), "{first}");
+    assert!(!first.contains("#EXT-X-ENDLIST"), "live: no end");
+    let (uri, range) = {
+        let lines: Vec<&str> = first.lines().collect();
+        let at = lines.iter().rposition(|l| l.starts_with("#EXT-X-BYTERANGE:")).expect("a fragment");
+        (lines[at + 1].to_string(), lines[at].trim_start_matches("#EXT-X-BYTERANGE:").to_string())
+    };
+    let (len, offset) = range.split_once('@').expect("len@offset");
+    let (len, offset): (u64, u64) = (len.parse().expect("len"), offset.parse().expect("offset"));
+    let fragment = curl(
+        &format!("{base}/cameras/front/{uri}"),
+        &["-b", ops, "-H", &format!("Range: bytes={offset}-{}", offset + len - 1)],
+    );
+    assert_eq!(fragment.status, 206);
+    let kinds: Vec<String> = boxes(&fragment.body).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(kinds, ["moof", "mdat"], "a fragment is one moof and its mdat");
+    support::wait_for(10 * SECOND, "the live playlist to move on", || {
+        sequence(&String::from_utf8(curl(&url, &["-b", ops]).body).expect("utf-8")) > sequence(&first)
+    });
+    let out = dir.join("live.mp4");
+    let played = Command::new(support::system_binary("ffmpeg", "ffmpeg"))
+        .args(["-v", "error", "-y", "-headers", &format!("Cookie: {ops}\r\n"), "-i", &url, "-t", "4", "-c", "copy"])
+        .arg(&out)
+        .output()
+        .expect("ffmpeg");
+    assert!(played.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&played.stderr));
+    let duration = support::ffprobe_duration(&out).expect("the live copy plays");
+    assert!(duration > 3.0, "played {duration} s of live view");
 }
 
 /// A scoped user, forged and expired cookies, and a client guessing passwords are refused.

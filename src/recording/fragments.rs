@@ -31,13 +31,22 @@ pub fn trim_partial_fragment(path: &std::path::Path) -> std::io::Result<(Fragmen
     Ok((found, len - found.complete_len))
 }
 
-/// Reads the top-level boxes of the `len` bytes of `file`.
-pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragments> {
+/// A top-level box: its type, where it starts and its size (header included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopBox {
+    /// Four-character type.
+    pub kind: [u8; 4],
+    /// Offset from the start of the file.
+    pub offset: u64,
+    /// Size in bytes, header included.
+    pub size: u64,
+}
+
+/// The whole top-level boxes of the `len` bytes of `file`, in order, up to the first that is
+/// cut short or is no box.
+pub fn top_level_boxes(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Vec<TopBox>> {
+    let mut boxes = Vec::new();
     let mut offset = 0u64;
-    let mut complete_len = 0u64;
-    let mut fragments = 0u64;
-    let mut pending_moof = false;
-    let mut init_len = None;
     while len - offset >= 8 {
         file.seek(SeekFrom::Start(offset))?;
         let mut header = [0u8; 16];
@@ -59,22 +68,35 @@ pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragment
         if size < header_len || size > len - offset || !kind.iter().all(u8::is_ascii_graphic) {
             break;
         }
-        if &kind == b"moof" && init_len.is_none() {
-            init_len = Some(offset);
-        }
+        boxes.push(TopBox { kind, offset, size });
         offset += size;
-        match &kind {
+    }
+    Ok(boxes)
+}
+
+/// Reads the top-level boxes of the `len` bytes of `file`.
+pub fn scan(file: &mut (impl Read + Seek), len: u64) -> std::io::Result<Fragments> {
+    Ok(summarize(&top_level_boxes(file, len)?))
+}
+
+/// What a file's top-level boxes hold: its complete part, its fragments, its init part.
+pub fn summarize(boxes: &[TopBox]) -> Fragments {
+    let (mut complete_len, mut fragments, mut pending_moof) = (0u64, 0u64, false);
+    for b in boxes {
+        let end = b.offset + b.size;
+        match &b.kind {
             b"moof" => pending_moof = true,
             b"mdat" if pending_moof => {
                 pending_moof = false;
                 fragments += 1;
-                complete_len = offset;
+                complete_len = end;
             }
-            _ if !pending_moof => complete_len = offset,
+            _ if !pending_moof => complete_len = end,
             _ => {}
         }
     }
-    Ok(Fragments { complete_len, fragments, init_len: init_len.unwrap_or(complete_len) })
+    let init_len = boxes.iter().find(|b| &b.kind == b"moof").map_or(complete_len, |b| b.offset);
+    Fragments { complete_len, fragments, init_len }
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! The viewing surface (DESIGN §9): a small authenticated HTTP(S) server in the
 //! node, off the recording path. It serves what is already on disk and in the
 //! index: the cameras and their timelines as JSON, recorded footage as HLS over
-//! the segment files (streamed, under a read lock), never transcoding.
+//! the segment files (streamed, under a read lock), live view as HLS over the
+//! fragments of the segment being written; never transcoding.
 
 pub mod api;
 pub mod auth;
+pub mod fmp4;
+pub mod footage;
+pub mod live;
 pub mod media;
 pub mod playlist;
 pub mod routes;
@@ -43,6 +47,7 @@ pub async fn start(
         admin,
         limiter: Default::default(),
         viewers: Arc::new(Semaphore::new(loaded.board.limits.max_viewers)),
+        live: Default::default(),
         secure: http.cert_file.is_some(),
         started: std::time::Instant::now(),
     };

@@ -3,12 +3,11 @@
 //! scope holds it.
 
 use super::auth::{COOKIE, LoginLimiter, SessionKey, Viewer, cookie_value};
-use super::media::{FileBody, Wanted};
-use super::{api, playlist, secrets};
+use super::live::LiveFiles;
+use super::{api, footage, secrets};
 use crate::capture::CameraStates;
 use crate::config::LoadedConfig;
 use crate::config::schema::{HttpRight, HttpUserConfig};
-use crate::recording::index;
 use crate::recording::sweeper::ReadLocks;
 use crate::store::Store;
 use crate::wallclock::UnixMs;
@@ -48,6 +47,8 @@ pub struct App {
     pub limiter: Mutex<LoginLimiter>,
     /// Media streams served at once (`max_viewers`).
     pub viewers: Arc<Semaphore>,
+    /// The files live playlists follow.
+    pub live: LiveFiles,
     /// Cookies carry `Secure` (served over TLS).
     pub secure: bool,
     /// Monotonic origin of the login limiter's clock.
@@ -110,10 +111,13 @@ async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, part
         [""] => html(StatusCode::OK, INDEX_PAGE),
         ["api", "v1", "cameras"] => api::cameras(app, viewer),
         ["api", "v1", "cameras", camera, "timeline"] if viewer.sees(camera) => api::timeline(app, camera, query).await,
-        ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => recorded(app, camera, query).await,
+        ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => footage::recorded(app, camera, query).await,
+        ["cameras", camera, "live.m3u8"] if viewer.sees(camera) => footage::live(app, camera).await,
         ["cameras", camera, "segments", id, part] if viewer.sees(camera) => {
-            let range = request.headers().get(header::RANGE).and_then(|r| r.to_str().ok());
-            segment(app, camera, id, part, range).await
+            footage::segment(app, camera, (id, part), range(request)).await
+        }
+        ["cameras", camera, "live", name] if viewer.sees(camera) => {
+            footage::live_file(app, camera, name, range(request)).await
         }
         ["api", "v1", "cameras", _, _] | ["cameras", _, ..] => text(StatusCode::FORBIDDEN, "not your camera"),
         _ => text(StatusCode::NOT_FOUND, "no such page"),
@@ -157,78 +161,8 @@ fn logout(app: &App) -> Reply {
     redirect("/login", Some(format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")))
 }
 
-async fn recorded(app: &App, camera: &str, query: &str) -> Reply {
-    let (from, to) = match api::window(query, UnixMs::now()) {
-        Ok(window) => window,
-        Err(why) => return text(StatusCode::BAD_REQUEST, &why),
-    };
-    let camera = camera.to_string();
-    let limit = playlist::MAX_PLAYLIST_SEGMENTS;
-    match app.store.call(move |conn| index::camera_window(conn, &camera, from, to, limit)).await {
-        Ok(rows) => {
-            let mut reply = full(StatusCode::OK, playlist::recorded(&rows, ""));
-            set(&mut reply, header::CONTENT_TYPE, "application/vnd.apple.mpegurl");
-            set(&mut reply, header::CACHE_CONTROL, "no-store");
-            reply
-        }
-        Err(e) => internal(&e),
-    }
-}
-
-async fn segment(app: &App, camera: &str, id: &str, part: &str, range: Option<&str>) -> Reply {
-    let (Ok(id), true) = (id.parse::<i64>(), matches!(part, "init.mp4" | "media.mp4")) else {
-        return text(StatusCode::NOT_FOUND, "no such segment file");
-    };
-    let Ok(slot) = app.viewers.clone().try_acquire_owned() else {
-        let mut reply = text(StatusCode::SERVICE_UNAVAILABLE, "too many viewers on this board: try again");
-        set(&mut reply, header::RETRY_AFTER, "2");
-        return reply;
-    };
-    // Held before the row is read: once the row is seen, retention leaves the file alone.
-    let held = app.reads.hold(&[id]);
-    let row = match app.store.call(move |conn| index::segment_by_id(conn, id)).await {
-        Ok(Some(row)) if row.segment.camera == camera => row,
-        Ok(_) => return text(StatusCode::NOT_FOUND, "no such segment"),
-        Err(e) => return internal(&e),
-    };
-    let path = app.config.borrow().recordings_dir.join(&row.segment.path);
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let mut file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
-        let found = crate::recording::fragments::scan(&mut file, len)?;
-        Ok((file, found))
-    })
-    .await;
-    let Ok(Ok((file, found))) = opened else { return text(StatusCode::NOT_FOUND, "the segment's file is gone") };
-    let (offset, len) = match part {
-        "init.mp4" => (0, found.init_len),
-        _ => (found.init_len, found.complete_len - found.init_len),
-    };
-    let (status, start, end) = match super::media::wanted(range, len) {
-        Wanted::Whole => (StatusCode::OK, 0, len.saturating_sub(1)),
-        Wanted::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
-        Wanted::Unsatisfiable => {
-            let mut reply = text(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the file");
-            set(&mut reply, header::CONTENT_RANGE, &format!("bytes */{len}"));
-            return reply;
-        }
-    };
-    let count = if len == 0 { 0 } else { end - start + 1 };
-    let body = match FileBody::new(tokio::fs::File::from_std(file), offset + start, count, Box::new((held, slot))).await
-    {
-        Ok(body) => body,
-        Err(e) => return internal(&anyhow::Error::from(e)),
-    };
-    let mut reply = Response::new(body.boxed());
-    *reply.status_mut() = status;
-    set(&mut reply, header::CONTENT_TYPE, "video/mp4");
-    set(&mut reply, header::ACCEPT_RANGES, "bytes");
-    set(&mut reply, header::CONTENT_LENGTH, &count.to_string());
-    set(&mut reply, header::CACHE_CONTROL, "private, max-age=86400");
-    if status == StatusCode::PARTIAL_CONTENT {
-        set(&mut reply, header::CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
-    }
-    reply
+fn range(request: &Request<Incoming>) -> Option<&str> {
+    request.headers().get(header::RANGE).and_then(|r| r.to_str().ok())
 }
 
 /// Sets a header from a value known to be valid.
