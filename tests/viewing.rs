@@ -104,8 +104,15 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
          \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
         passwd("ops-password"),
     );
-    let mut node = Node::configure(&dir.0, "view", &broker.url(), &http_config(port, &users));
-    node.start(&[]);
+    // A camera that never connects: its camera_offline events are in the history.
+    let gone = "\n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n";
+    let mut node = Node::configure(
+        &dir.0,
+        "view",
+        &broker.url(),
+        &http_config(port, &users).replace("\n[http]", &format!("{gone}\n[http]")),
+    );
+    node.start(&["--emit-test-events", "2"]);
     let base = format!("http://127.0.0.1:{port}");
     support::wait_for(30 * SECOND, "three segments", || node.segments("front").len() >= 3);
 
@@ -136,7 +143,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let cameras: serde_json::Value =
         serde_json::from_slice(&curl(&format!("{base}/api/v1/cameras"), &["-b", &ops]).body).expect("json");
     let ids: Vec<&str> = cameras["cameras"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids, ["front", "back"]);
+    assert_eq!(ids, ["front", "back", "gone"]);
 
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
     check_live(&base, &ops, &dir.0);
@@ -242,6 +249,21 @@ fn check_refusals(node: &Node, base: &str, ops: &str) {
     {
         assert_eq!(curl(&format!("{base}{path}"), &["-b", &guard]).status, 403, "{path} for a user scoped to back");
     }
+    let cameras_of = |cookie: &str, query: &str| -> Vec<String> {
+        let got = curl(&format!("{base}/api/v1/events{query}"), &["-b", cookie]);
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        let events: serde_json::Value = serde_json::from_slice(&got.body).expect("json");
+        let events = events["events"].as_array().expect("events").clone();
+        events.iter().map(|e| e["camera"].as_str().unwrap_or("_node").to_string()).collect()
+    };
+    support::wait_for(20 * SECOND, "node and camera events in the history", || {
+        let all = cameras_of(ops, "");
+        all.contains(&"_node".to_string()) && all.contains(&"gone".to_string())
+    });
+    assert_eq!(cameras_of(ops, "?camera=gone&type=camera_offline").first().map(String::as_str), Some("gone"));
+    assert!(cameras_of(&guard, "").iter().all(|c| c == "back"), "a scoped user reads only their cameras' events");
+    assert_eq!(curl(&format!("{base}/api/v1/events?camera=front"), &["-b", &guard]).status, 403);
+    assert_eq!(curl(&format!("{base}/api/v1/events?limit=0"), &["-b", ops]).status, 400);
     let clerk = session(&login(base, "clerk", "guard-password"));
     assert_eq!(curl(&format!("{base}/api/v1/cameras"), &["-b", &clerk]).status, 403, "a user without `view`");
     let timeline = curl(&format!("{base}/api/v1/cameras/back/timeline"), &["-b", &guard]);

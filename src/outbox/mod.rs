@@ -76,6 +76,38 @@ pub fn insert_event(
     Ok(StoredEvent { seq, id })
 }
 
+/// Which past events to read: `cameras` (topic levels; `None` for all), a type, a window of
+/// `created_ms`.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    /// Topic levels (camera ids, `_node`) to read; `None` for all.
+    pub cameras: Option<Vec<String>>,
+    /// Event type, or all.
+    pub kind: Option<String>,
+    /// Window start (inclusive).
+    pub from: UnixMs,
+    /// Window end (exclusive).
+    pub to: UnixMs,
+    /// Most rows returned.
+    pub limit: usize,
+}
+
+/// The kept events `query` names, newest first: the outbox keeps the last `outbox_max`.
+pub fn history(conn: &Connection, query: &HistoryQuery) -> rusqlite::Result<Vec<OutboxRow>> {
+    let cameras = query.cameras.as_ref().map(|c| serde_json::Value::from(c.clone()).to_string());
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, camera, type, payload FROM outbox
+         WHERE created_ms >= ?1 AND created_ms < ?2
+           AND (?3 IS NULL OR camera IN (SELECT value FROM json_each(?3)))
+           AND (?4 IS NULL OR type = ?4)
+         ORDER BY seq DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(params![query.from.0, query.to.0, cameras, query.kind, query.limit as i64], |r| {
+        Ok(OutboxRow { seq: r.get(0)?, camera: r.get(1)?, kind: r.get(2)?, payload: r.get(3)? })
+    })?;
+    rows.collect()
+}
+
 /// Up to `limit` unsent rows with `seq > after`, in `seq` order.
 pub fn fetch_unsent(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<OutboxRow>> {
     let mut stmt = conn.prepare_cached(
@@ -169,6 +201,22 @@ mod tests {
 
     fn test_event() -> NewEvent {
         NewEvent::new(EventType::Test, Some("cam"), UnixMs(1))
+    }
+
+    #[test]
+    fn history_reads_kept_events_newest_first_by_camera_type_and_window() {
+        let conn = conn();
+        for (camera, at) in [(Some("a"), 10), (Some("b"), 20), (None, 30), (Some("a"), 40)] {
+            insert_event(&conn, &NewEvent::new(EventType::Test, camera, UnixMs(at)), 1, 100, UnixMs(at))
+                .expect("insert");
+        }
+        let query = HistoryQuery { from: UnixMs(0), to: UnixMs(100), limit: 10, ..HistoryQuery::default() };
+        let seqs = |q: &HistoryQuery| history(&conn, q).expect("history").iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&query), [4, 3, 2, 1]);
+        assert_eq!(seqs(&HistoryQuery { cameras: Some(vec!["a".into(), "_node".into()]), ..query.clone() }), [4, 3, 1]);
+        assert_eq!(seqs(&HistoryQuery { from: UnixMs(15), to: UnixMs(40), ..query.clone() }), [3, 2]);
+        assert_eq!(seqs(&HistoryQuery { kind: Some("zone_enter".into()), ..query.clone() }), Vec::<i64>::new());
+        assert_eq!(seqs(&HistoryQuery { limit: 1, ..query }), [4]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The JSON API: the cameras a viewer sees, and a camera's timeline (recorded
-//! runs, gaps, evidence locks) over a bounded window.
+//! The JSON API: the cameras a viewer sees, a camera's timeline (recorded runs,
+//! gaps, evidence locks) and the event history, each over a bounded window.
 
 use super::auth::Viewer;
 use super::routes::{App, Reply, internal, json};
+use crate::outbox;
 use crate::recording::index::{self, SegmentRow};
 use crate::recording::locks;
 use crate::wallclock::UnixMs;
@@ -70,6 +71,44 @@ pub async fn timeline(app: &App, camera: &str, query: &str) -> Reply {
         "locks": locks.iter().map(|(id, l)| json!({"id": id, "from": l.from.to_rfc3339(), "to": l.to.to_rfc3339(), "reason": l.reason, "event_id": l.event_id})).collect::<Vec<_>>(),
         "truncated": truncated,
     }))
+}
+
+/// Events one request returns at most, and by default.
+const MAX_EVENTS: usize = 1_000;
+const DEFAULT_EVENTS: usize = 100;
+
+/// `GET /api/v1/events?camera&type&from&to&limit`: the kept events, newest first, of the
+/// cameras the viewer sees (node-wide events only for a viewer who sees every camera).
+pub async fn events(app: &App, viewer: &Viewer, query: &str) -> Reply {
+    let (from, to) = match window(query, UnixMs::now()) {
+        Ok(window) => window,
+        Err(why) => return super::routes::text(hyper::StatusCode::BAD_REQUEST, &why),
+    };
+    let param =
+        |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let limit = match param("limit").map(|l| l.parse::<usize>()) {
+        None => DEFAULT_EVENTS,
+        Some(Ok(n)) if (1..=MAX_EVENTS).contains(&n) => n,
+        Some(_) => return super::routes::text(hyper::StatusCode::BAD_REQUEST, "limit: 1..=1000"),
+    };
+    let cameras = match (param("camera"), &viewer.cameras) {
+        (Some(camera), _) if !viewer.sees(&camera) => {
+            return super::routes::text(hyper::StatusCode::FORBIDDEN, "not your camera");
+        }
+        (Some(camera), _) => Some(vec![camera]),
+        (None, scope) => scope.clone(),
+    };
+    let history = outbox::HistoryQuery { cameras, kind: param("type"), from, to, limit };
+    match app.store.call(move |conn| outbox::history(conn, &history)).await {
+        Ok(rows) => {
+            let events: Vec<Value> = rows
+                .iter()
+                .map(|r| serde_json::from_str(&r.payload).unwrap_or_else(|_| r.payload.clone().into()))
+                .collect();
+            json(&json!({ "events": events }))
+        }
+        Err(e) => internal(&e),
+    }
 }
 
 /// Recorded runs: segments by start time merged where they touch.

@@ -110,6 +110,7 @@ async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, part
     match parts {
         [""] => html(StatusCode::OK, INDEX_PAGE),
         ["api", "v1", "cameras"] => api::cameras(app, viewer),
+        ["api", "v1", "events"] => api::events(app, viewer, query).await,
         ["api", "v1", "cameras", camera, "timeline"] if viewer.sees(camera) => api::timeline(app, camera, query).await,
         ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => footage::recorded(app, camera, query).await,
         ["cameras", camera, "live.m3u8"] if viewer.sees(camera) => footage::live(app, camera).await,
