@@ -347,6 +347,16 @@ async fn retention_leaves_a_segment_alone_while_a_viewer_reads_it() {
         passwd("ops-password")
     );
     let mut node = Node::configure(&dir.0, "keep", &broker.url(), &toml);
+    // One media stream at a time on this board.
+    let board =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/generic.toml")).expect("board");
+    std::fs::write(dir.join("one-viewer.toml"), board.replace("max_viewers = 8", "max_viewers = 1")).expect("board");
+    let config = std::fs::read_to_string(&node.config).expect("config");
+    std::fs::write(
+        &node.config,
+        config.replacen("data_dir = \"data\"\n", "data_dir = \"data\"\nboard = \"one-viewer.toml\"\n", 1),
+    )
+    .expect("config");
     node.start(&[]);
     let base = format!("http://127.0.0.1:{port}");
     support::wait_for(30 * SECOND, "a segment", || !node.segments("busy").is_empty());
@@ -394,12 +404,18 @@ async fn retention_leaves_a_segment_alone_while_a_viewer_reads_it() {
         deleted
     });
     assert!(file.exists(), "the segment being watched is still on disk");
-    let read_from = std::time::Instant::now();
+    // The board's one viewer slot is taken: another stream waits; playlists do not count.
+    let media = |path: &str| curl(&format!("{base}/cameras/busy/{path}"), &["-b", &ops, "-H", "Range: bytes=0-99"]);
+    let second = media(&format!("segments/{}/init.mp4", newest(&node).0));
+    assert_eq!((second.status, second.header("retry-after").as_deref()), (503, Some("2")));
+    assert_eq!(curl(&format!("{base}/cameras/busy/recorded.m3u8"), &["-b", &ops]).status, 200);
     let mut rest = Vec::new();
     viewer.read_to_end(&mut rest).expect("the rest");
     let body = head.len() - split + rest.len();
     assert_eq!(body, length, "the viewer got the whole media part");
-    eprintln!("read the rest in {:?}", read_from.elapsed());
+    support::wait_for(10 * SECOND, "the viewer's slot back", || {
+        media(&format!("segments/{}/init.mp4", newest(&node).0)).status == 206
+    });
     support::wait_for(20 * SECOND, "retention deleting it once the viewer is done", || !file.exists());
     assert!(node.terminate(20 * SECOND).success());
 }
