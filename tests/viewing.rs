@@ -100,7 +100,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let port = support::free_port();
     let guard_hash = passwd("guard-password");
     let users = format!(
-        "\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\n\n[[http.user]]\nname = \"guard\"\npassword_hash = \"{guard_hash}\"\ncameras = [\"back\"]\n\
+        "\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\nallow = [\"view\", \"export\", \"lock\"]\n\n[[http.user]]\nname = \"guard\"\npassword_hash = \"{guard_hash}\"\ncameras = [\"back\"]\n\
          \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
         passwd("ops-password"),
     );
@@ -147,6 +147,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
 
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
     check_live(&base, &ops, &dir.0);
+    check_clip_snapshot_and_lock(&node, &base, &ops, &dir.0);
     check_refusals(&node, &base, &ops);
     let status = node.terminate(20 * SECOND);
     assert!(status.success());
@@ -198,6 +199,35 @@ fn check_playlist_and_ranges(node: &Node, base: &str, ops: &str, dir: &Path) {
     let duration = support::ffprobe_duration(&out).expect("the copy plays");
     let recorded = (to - from) as f64 / 1000.0;
     assert!((duration - recorded).abs() < 1.0, "played {duration} s of {recorded} s");
+}
+
+/// A clip of a window plays for the window (within a key-frame interval), the snapshot is
+/// a JPEG, a lock lands in the index.
+fn check_clip_snapshot_and_lock(node: &Node, base: &str, ops: &str, dir: &Path) {
+    let snapshot = curl(&format!("{base}/cameras/front/snapshot.jpg"), &["-b", ops]);
+    assert_eq!(snapshot.status, 200);
+    assert!(snapshot.body.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    let rows = node.segments("front");
+    let (from, to) = (rows[0].start_ms + 500, rows[2].end_ms - 500);
+    let clip = curl(&format!("{base}/cameras/front/clip.mp4?from={from}&to={to}"), &["-b", ops]);
+    assert_eq!(clip.status, 200);
+    assert!(clip.header("content-disposition").is_some_and(|d| d.starts_with("attachment")));
+    let file = dir.join("clip.mp4");
+    std::fs::write(&file, &clip.body).expect("clip");
+    let duration = support::ffprobe_duration(&file).expect("the clip plays");
+    let window = (to - from) as f64 / 1000.0;
+    assert!(
+        (duration - window).abs() <= 2.1,
+        "a clip of {duration} s for a window of {window} s (key frames every 2 s)"
+    );
+    assert!(support::plays(&file), "every frame of the clip decodes");
+    let me: serde_json::Value =
+        serde_json::from_slice(&curl(&format!("{base}/api/v1/me"), &["-b", ops]).body).expect("json");
+    assert_eq!(me["allow"], serde_json::json!(["view", "export", "lock"]));
+    let form = format!("from={from}&to={to}&reason=tampering");
+    let locked = curl(&format!("{base}/api/v1/cameras/front/locks"), &["-b", ops, "-d", &form]);
+    assert_eq!(locked.status, 201, "{}", String::from_utf8_lossy(&locked.body));
+    assert_eq!(node.count("SELECT count(*) FROM evidence_locks WHERE camera = 'front' AND reason = 'tampering'"), 1);
 }
 
 /// The live playlist names the complete fragments of the file being written as byte
@@ -264,6 +294,9 @@ fn check_refusals(node: &Node, base: &str, ops: &str) {
     assert!(cameras_of(&guard, "").iter().all(|c| c == "back"), "a scoped user reads only their cameras' events");
     assert_eq!(curl(&format!("{base}/api/v1/events?camera=front"), &["-b", &guard]).status, 403);
     assert_eq!(curl(&format!("{base}/api/v1/events?limit=0"), &["-b", ops]).status, 400);
+    assert_eq!(curl(&format!("{base}/cameras/back/clip.mp4"), &["-b", &guard]).status, 403, "no export right");
+    let lock = curl(&format!("{base}/api/v1/cameras/back/locks"), &["-b", &guard, "-d", "from=0&to=1000"]);
+    assert_eq!(lock.status, 403, "no lock right");
     let clerk = session(&login(base, "clerk", "guard-password"));
     assert_eq!(curl(&format!("{base}/api/v1/cameras"), &["-b", &clerk]).status, 403, "a user without `view`");
     let timeline = curl(&format!("{base}/api/v1/cameras/back/timeline"), &["-b", &guard]);

@@ -94,7 +94,7 @@ impl Node {
         let (verifier, verifier_rx) = watch::channel(Arc::new(verifier));
         let (reload, reloads) = mpsc::channel(1);
         let parts = (store.clone(), shared.reads.clone(), shared.cameras.clone());
-        background.extend(crate::viewing::start(config_rx.clone(), parts).await?);
+        background.extend(crate::viewing::start(config_rx.clone(), parts, snapshots.clone()).await?);
         let commanded = Commanded {
             config: config_rx,
             verifier: verifier_rx,

@@ -111,6 +111,44 @@ pub async fn events(app: &App, viewer: &Viewer, query: &str) -> Reply {
     }
 }
 
+/// `GET /api/v1/me`: who is logged in, what they may do and see.
+pub fn me(viewer: &Viewer) -> Reply {
+    json(
+        &json!({ "name": viewer.name, "allow": viewer.allow, "cameras": viewer.cameras.clone().unwrap_or_else(|| vec!["*".into()]) }),
+    )
+}
+
+/// `POST /api/v1/cameras/<id>/locks` with the form fields `from`, `to` and an optional
+/// `reason`: an evidence lock over the window (at most 7 days), for a user with `lock`.
+pub async fn lock(app: &App, viewer: &Viewer, camera: &str, form: &[u8]) -> Reply {
+    let field = |name: &str| form_urlencoded::parse(form).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let known = app.config.borrow().config.cameras.iter().any(|c| c.id == camera);
+    if !known {
+        return super::routes::text(hyper::StatusCode::NOT_FOUND, "no such camera");
+    }
+    let query = format!("from={}&to={}", field("from").unwrap_or_default(), field("to").unwrap_or_default());
+    let (from, to) = match (field("from").is_some() && field("to").is_some(), window(&query, UnixMs::now())) {
+        (true, Ok(window)) => window,
+        (false, _) => return super::routes::text(hyper::StatusCode::BAD_REQUEST, "from and to are required"),
+        (_, Err(why)) => return super::routes::text(hyper::StatusCode::BAD_REQUEST, &why),
+    };
+    let reason = field("reason").unwrap_or_else(|| format!("locked by {} over HTTP", viewer.name));
+    if reason.chars().count() > 200 {
+        return super::routes::text(hyper::StatusCode::BAD_REQUEST, "reason: at most 200 characters");
+    }
+    let lock = locks::NewLock { camera: camera.to_string(), from, to, event_id: None, reason };
+    match app.store.call(move |conn| locks::insert_lock(conn, &lock, UnixMs::now())).await {
+        Ok(id) => {
+            tracing::info!(camera = %camera, user = %viewer.name, id, "footage locked over HTTP");
+            let mut reply =
+                json(&json!({"id": id, "camera": camera, "from": from.to_rfc3339(), "to": to.to_rfc3339()}));
+            *reply.status_mut() = hyper::StatusCode::CREATED;
+            reply
+        }
+        Err(e) => internal(&e),
+    }
+}
+
 /// Recorded runs: segments by start time merged where they touch.
 pub fn runs(segments: &[SegmentRow]) -> Vec<(UnixMs, UnixMs)> {
     let mut runs: Vec<(UnixMs, UnixMs)> = Vec::new();

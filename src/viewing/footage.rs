@@ -101,11 +101,27 @@ pub async fn segment(app: &App, camera: &str, (id, part): (&str, &str), range: O
     serve(file, part, range, Box::new((held, slot))).await
 }
 
+/// `GET /cameras/<id>/snapshot.jpg`: the latest frame, decoded from the segment being written.
+pub async fn snapshot(app: &App, camera: &str) -> Reply {
+    let Ok(_slot) = viewer_slot(app) else { return busy() };
+    match app.snapshots.take(&app.store, &app.cameras, camera).await {
+        Ok(shot) => {
+            let mut reply = full(StatusCode::OK, shot.jpeg);
+            set(&mut reply, header::CONTENT_TYPE, "image/jpeg");
+            set(&mut reply, header::CACHE_CONTROL, "no-store");
+            reply
+        }
+        Err(e) if e.is::<crate::capture::snapshot::NothingRecorded>() => text(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e) => internal(&e),
+    }
+}
+
 fn viewer_slot(app: &App) -> Result<OwnedSemaphorePermit, tokio::sync::TryAcquireError> {
     app.viewers.clone().try_acquire_owned()
 }
 
-fn busy() -> Reply {
+/// `503` with `Retry-After`: every viewer slot of the board is taken.
+pub fn busy() -> Reply {
     let mut reply = text(StatusCode::SERVICE_UNAVAILABLE, "too many viewers on this board: try again");
     set(&mut reply, header::RETRY_AFTER, "2");
     reply

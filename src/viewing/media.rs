@@ -1,6 +1,6 @@
-//! Files served as they are on disk, a chunk at a time, with `Range`: a body that
-//! holds the segment's read lock (retention leaves it alone) and a viewer slot
-//! until the last byte is sent or the viewer goes away.
+//! Bytes served as they are, a chunk at a time: files on disk with `Range`, or a
+//! pipe. The body holds the segment's read lock (retention leaves it alone) and a
+//! viewer slot until the last byte is sent or the viewer goes away.
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
@@ -46,14 +46,20 @@ pub fn wanted(range: Option<&str>, len: u64) -> Wanted {
     }
 }
 
-/// A response body that streams `len` bytes of a file from an offset, keeping `holds`
-/// (read lock, viewer slot) alive while it does.
-pub struct FileBody {
-    file: tokio::fs::File,
-    left: u64,
+/// A response body that streams what a reader gives, a chunk at a time, keeping `holds`
+/// (read lock, viewer slot, the process writing it) alive while it does: `len` bytes of a
+/// file from an offset, or a pipe to its end.
+pub struct ReadBody<R> {
+    reader: R,
+    /// Bytes still to send; `None`: until the reader ends.
+    left: Option<u64>,
+    done: bool,
     buf: BytesMut,
     _holds: Box<dyn Send + Sync>,
 }
+
+/// A file's bytes.
+pub type FileBody = ReadBody<tokio::fs::File>;
 
 impl FileBody {
     /// The `len` bytes of `file` from `offset`.
@@ -64,39 +70,55 @@ impl FileBody {
         holds: Box<dyn Send + Sync>,
     ) -> std::io::Result<Self> {
         file.seek(SeekFrom::Start(offset)).await?;
-        Ok(Self { file, left: len, buf: BytesMut::new(), _holds: holds })
+        Ok(Self { reader: file, left: Some(len), done: len == 0, buf: BytesMut::new(), _holds: holds })
     }
 }
 
-impl Body for FileBody {
+impl<R> ReadBody<R> {
+    /// Everything `reader` gives until it ends.
+    pub fn to_end(reader: R, holds: Box<dyn Send + Sync>) -> Self {
+        Self { reader, left: None, done: false, buf: BytesMut::new(), _holds: holds }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Body for ReadBody<R> {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.left == 0 {
+        if self.done {
             return Poll::Ready(None);
         }
-        let want = CHUNK.min(usize::try_from(self.left).unwrap_or(CHUNK));
+        let want = self.left.map_or(CHUNK, |left| CHUNK.min(usize::try_from(left).unwrap_or(CHUNK)));
         let this = &mut *self;
         this.buf.resize(want, 0);
         let mut read = ReadBuf::new(&mut this.buf[..want]);
-        ready!(Pin::new(&mut this.file).poll_read(cx, &mut read))?;
+        ready!(Pin::new(&mut this.reader).poll_read(cx, &mut read))?;
         let n = read.filled().len();
         if n == 0 {
-            // The file is shorter than the index said: end the body early; the client sees
-            // fewer bytes than Content-Length and can tell.
-            return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file ended early"))));
+            this.done = true;
+            return match this.left {
+                None => Poll::Ready(None),
+                // The file is shorter than the index said: end the body early; the client sees
+                // fewer bytes than Content-Length and can tell.
+                Some(_) => {
+                    Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file ended early"))))
+                }
+            };
         }
-        this.left -= n as u64;
+        if let Some(left) = &mut this.left {
+            *left -= n as u64;
+            this.done = *left == 0;
+        }
         Poll::Ready(Some(Ok(Frame::data(this.buf.split_to(n).freeze()))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.left == 0
+        self.done
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        self.left.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clip;
 pub mod fmp4;
 pub mod footage;
 pub mod live;
@@ -16,6 +17,7 @@ pub mod secrets;
 pub mod server;
 
 use crate::capture::CameraStates;
+use crate::capture::snapshot::Snapshots;
 use crate::config::LoadedConfig;
 use crate::recording::sweeper::ReadLocks;
 use crate::store::Store;
@@ -28,6 +30,7 @@ use tokio::sync::{Semaphore, watch};
 pub async fn start(
     config: watch::Receiver<Arc<LoadedConfig>>,
     (store, reads, cameras): (Store, ReadLocks, CameraStates),
+    snapshots: Snapshots,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let loaded = config.borrow().clone();
     let Some(http) = &loaded.config.http else { return Ok(None) };
@@ -48,6 +51,8 @@ pub async fn start(
         limiter: Default::default(),
         viewers: Arc::new(Semaphore::new(loaded.board.limits.max_viewers)),
         live: Default::default(),
+        ffmpeg: snapshots.ffmpeg.clone(),
+        snapshots,
         secure: http.cert_file.is_some(),
         started: std::time::Instant::now(),
     };

@@ -49,6 +49,10 @@ pub struct App {
     pub viewers: Arc<Semaphore>,
     /// The files live playlists follow.
     pub live: LiveFiles,
+    /// The ffmpeg that joins clips.
+    pub ffmpeg: std::path::PathBuf,
+    /// Decodes the latest frame.
+    pub snapshots: crate::capture::snapshot::Snapshots,
     /// Cookies carry `Secure` (served over TLS).
     pub secure: bool,
     /// Monotonic origin of the login limiter's clock.
@@ -91,11 +95,30 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: IpAddr) -> Re
         (Method::GET, ["login"]) => html(StatusCode::OK, LOGIN_PAGE),
         (Method::POST, ["login"]) => login(app, request, client).await,
         (Method::POST, ["logout"]) => logout(app),
+        (Method::GET, ["assets", HLS_JS_NAME]) => asset(HLS_JS, "text/javascript"),
         _ => match app.viewer(&request) {
+            Some(viewer) if request.method() == Method::POST => posted(app, request, &viewer, &parts).await,
             Some(viewer) => signed_in(app, &request, &viewer, &parts).await,
             None if parts == [""] => redirect("/login", None),
             None => text(StatusCode::UNAUTHORIZED, "log in first: POST /login"),
         },
+    }
+}
+
+/// The forms a signed-in viewer posts: evidence locks.
+async fn posted(app: &App, request: Request<Incoming>, viewer: &Viewer, parts: &[&str]) -> Reply {
+    match parts {
+        ["api", "v1", "cameras", camera, "locks"] if viewer.sees(camera) && viewer.may(HttpRight::Lock) => {
+            let Ok(form) = Limited::new(request.into_body(), MAX_FORM_BYTES).collect().await.map(|b| b.to_bytes())
+            else {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, "a form is at most 4 KiB");
+            };
+            api::lock(app, viewer, camera, &form).await
+        }
+        ["api", "v1", "cameras", _, "locks"] => {
+            text(StatusCode::FORBIDDEN, "this user may not lock this camera's footage")
+        }
+        _ => text(StatusCode::NOT_FOUND, "nothing to post here"),
     }
 }
 
@@ -109,11 +132,16 @@ async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, part
     }
     match parts {
         [""] => html(StatusCode::OK, INDEX_PAGE),
+        ["api", "v1", "me"] => api::me(viewer),
         ["api", "v1", "cameras"] => api::cameras(app, viewer),
         ["api", "v1", "events"] => api::events(app, viewer, query).await,
         ["api", "v1", "cameras", camera, "timeline"] if viewer.sees(camera) => api::timeline(app, camera, query).await,
         ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => footage::recorded(app, camera, query).await,
         ["cameras", camera, "live.m3u8"] if viewer.sees(camera) => footage::live(app, camera).await,
+        ["cameras", camera, "snapshot.jpg"] if viewer.sees(camera) => footage::snapshot(app, camera).await,
+        ["cameras", camera, "clip.mp4"] if viewer.sees(camera) && viewer.may(HttpRight::Export) => {
+            super::clip::clip(app, camera, query).await
+        }
         ["cameras", camera, "segments", id, part] if viewer.sees(camera) => {
             footage::segment(app, camera, (id, part), range(request)).await
         }
@@ -216,5 +244,16 @@ fn redirect(to: &str, cookie: Option<String>) -> Reply {
     reply
 }
 
+fn asset(body: &'static str, kind: &str) -> Reply {
+    let mut reply = full(StatusCode::OK, body);
+    set(&mut reply, header::CONTENT_TYPE, kind);
+    set(&mut reply, header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    reply
+}
+
+/// The player library the page loads, vendored from npm (see assets/README.md); its
+/// version is in its URL, so browsers may keep it.
+const HLS_JS: &str = include_str!("assets/hls.light.min.js");
+const HLS_JS_NAME: &str = "hls-1.7.4.light.min.js";
 const LOGIN_PAGE: &str = include_str!("login.html");
 const INDEX_PAGE: &str = include_str!("index.html");

@@ -51,7 +51,7 @@ pub struct HttpUserConfig {
 }
 
 /// What a viewing user may do.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpRight {
     /// Live view, recorded playback, the timeline, events and snapshots.
