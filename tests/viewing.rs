@@ -90,7 +90,9 @@ fn boxes(bytes: &[u8]) -> Vec<(String, usize)> {
 }
 
 fn http_config(port: u16, users: &str) -> String {
-    format!("{CAMERAS}\n[http]\nlisten = \"127.0.0.1:{port}\"\n{users}")
+    // Unsigned `share` so the test can call it without a key.
+    let commands = "\n[commands]\nauth = \"none\"\nallow = [\"share\"]\n";
+    format!("{CAMERAS}{commands}\n[http]\nlisten = \"127.0.0.1:{port}\"\n{users}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +150,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
     check_live(&base, &ops, &dir.0);
     check_clip_snapshot_and_lock(&node, &base, &ops, &dir.0);
+    check_share_links(&node, &base);
     check_refusals(&node, &base, &ops);
     let status = node.terminate(20 * SECOND);
     assert!(status.success());
@@ -228,6 +231,61 @@ fn check_clip_snapshot_and_lock(node: &Node, base: &str, ops: &str, dir: &Path) 
     let locked = curl(&format!("{base}/api/v1/cameras/front/locks"), &["-b", ops, "-d", &form]);
     assert_eq!(locked.status, 201, "{}", String::from_utf8_lossy(&locked.body));
     assert_eq!(node.count("SELECT count(*) FROM evidence_locks WHERE camera = 'front' AND reason = 'tampering'"), 1);
+}
+
+/// A `share` link plays its window without an account; altered, expired, or used for
+/// another camera or for live view, it opens nothing.
+fn check_share_links(node: &Node, base: &str) {
+    let call = |words: &[String]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+            .arg("call")
+            .args(words)
+            .arg("-c")
+            .arg(&node.config)
+            .output()
+            .expect("heldar-edge call");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        serde_json::from_slice(&out.stdout).expect("reply JSON")
+    };
+    let rows = node.segments("front");
+    let (from, to) = (UnixMs(rows[1].start_ms), UnixMs(rows[1].end_ms));
+    let args = |ttl: u64| {
+        [
+            "share",
+            "camera=front",
+            &format!("from={}", from.to_rfc3339()),
+            &format!("to={}", to.to_rfc3339()),
+            &format!("ttl_s={ttl}"),
+        ]
+        .map(str::to_string)
+    };
+    let reply = call(&args(600));
+    let url = reply["result"]["url"].as_str().expect("a url").to_string();
+    assert!(url.starts_with(&format!("{base}/cameras/front/recorded.m3u8?share=")), "{url}");
+    let playlist = curl(&url, &[]);
+    assert_eq!(playlist.status, 200, "no account needed");
+    let text = String::from_utf8(playlist.body).expect("utf-8");
+    let media = text.lines().find(|l| l.contains("media.mp4?share=")).expect("a media URI with the token");
+    assert_eq!(curl(&format!("{base}/cameras/front/{media}"), &[]).status, 200);
+    let outside = media.replacen(
+        &format!("segments/{}/", media.split('/').nth(1).expect("id")),
+        &format!("segments/{}/", 1_000_000),
+        1,
+    );
+    assert_eq!(curl(&format!("{base}/cameras/front/{outside}"), &[]).status, 404, "a segment outside the window");
+    let token = url.split("share=").nth(1).expect("token");
+    for (what, url) in [
+        ("altered", url.replacen(&to.0.to_string(), &(to.0 + 3_600_000).to_string(), 1)),
+        ("another camera", format!("{base}/cameras/back/recorded.m3u8?share={token}")),
+        ("live view", format!("{base}/cameras/front/live.m3u8?share={token}")),
+        ("the API", format!("{base}/api/v1/cameras?share={token}")),
+    ] {
+        let got = curl(&url, &[]);
+        assert!(got.status == 403 || got.status == 401, "{what}: {}", got.status);
+        assert!(!got.body.starts_with(b"#EXTM3U"), "{what}");
+    }
+    let short = call(&args(1))["result"]["url"].as_str().expect("a url").to_string();
+    support::wait_for(5 * SECOND, "the short link to expire", || curl(&short, &[]).status == 403);
 }
 
 /// The live playlist names the complete fragments of the file being written as byte

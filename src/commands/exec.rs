@@ -62,15 +62,15 @@ pub struct Host {
     pub storage: StorageGuard,
 }
 
-fn not_found(message: String) -> CommandError {
+pub(super) fn not_found(message: String) -> CommandError {
     CommandError::new(ErrorCode::NotFound, message)
 }
 
-fn bad_request(message: impl Into<String>) -> CommandError {
+pub(super) fn bad_request(message: impl Into<String>) -> CommandError {
     CommandError::new(ErrorCode::BadRequest, message)
 }
 
-fn failed(error: anyhow::Error) -> CommandError {
+pub(super) fn failed(error: anyhow::Error) -> CommandError {
     CommandError::failed(&error)
 }
 
@@ -80,7 +80,7 @@ fn time(name: &str, text: &str) -> Result<UnixMs, CommandError> {
 }
 
 /// A window `from..to` of the args, `to` after `from`.
-fn window(from: &str, to: &str) -> Result<(UnixMs, UnixMs), CommandError> {
+pub(super) fn window(from: &str, to: &str) -> Result<(UnixMs, UnixMs), CommandError> {
     let (from, to) = (time("from", from)?, time("to", to)?);
     if to <= from {
         return Err(bad_request("to must be after from"));
@@ -89,7 +89,7 @@ fn window(from: &str, to: &str) -> Result<(UnixMs, UnixMs), CommandError> {
 }
 
 /// The cameras named (all configured ones when none is); an unknown one is `not_found`.
-fn cameras(config: &LoadedConfig, named: &[String]) -> Result<Vec<String>, CommandError> {
+pub(super) fn cameras(config: &LoadedConfig, named: &[String]) -> Result<Vec<String>, CommandError> {
     let known: Vec<&str> = config.config.cameras.iter().map(|c| c.id.as_str()).collect();
     if named.is_empty() {
         return Ok(known.into_iter().map(str::to_string).collect());

@@ -9,3 +9,4 @@ pub mod queue;
 pub mod reply;
 pub mod request;
 pub mod router;
+pub mod share;

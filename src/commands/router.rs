@@ -232,6 +232,7 @@ async fn run(request: &Request, host: &Host, audit: Option<AuditEntry>) -> Outco
         "reload" => host.reload().await,
         "record" => host.record(request).await,
         "snapshot" => host.snapshot(request).await,
+        "share" => host.share(request).await,
         other => Err(CommandError::new(ErrorCode::UnknownCommand, format!("no command {other:?}"))),
     }
 }

@@ -17,6 +17,14 @@ pub fn validate_http(config: &Config) -> Vec<Problem> {
         (None, Some(_)) => add("http.key_file".into(), "needs http.cert_file".into()),
         _ => {}
     }
+    if let Some(url) = &http.public_url
+        && (!(url.starts_with("http://") || url.starts_with("https://")) || url.contains(['?', '#', ' ']))
+    {
+        add(
+            "http.public_url".into(),
+            format!("{url:?} must be an http:// or https:// URL without query, e.g. https://nvr.example.com"),
+        );
+    }
     if !(1..=720).contains(&http.session_hours) {
         add("http.session_hours".into(), format!("must be in 1..=720, is {}", http.session_hours));
     }

@@ -3,7 +3,7 @@
 
 /// Every command, as topics and allow lists name them.
 pub const COMMAND_NAMES: &[&str] =
-    &["status", "record", "snapshot", "lock", "unlock", "export", "backup", "sweep", "reload"];
+    &["status", "record", "snapshot", "lock", "unlock", "export", "backup", "sweep", "reload", "share"];
 
 /// Why a command was not done; the `code` of an error reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -94,6 +94,11 @@ pub fn plan(old: &LoadedConfig, new: &LoadedConfig) -> ReloadPlan {
     require("storage.recordings_dir", old.recordings_dir != new.recordings_dir);
     require("mqtt", o.mqtt != n.mqtt);
     require("homeassistant.prefix", o.homeassistant.prefix != n.homeassistant.prefix);
+    // The listener is bound once, at start; users and cameras are read per request.
+    let listener = |h: &Option<crate::config::schema::HttpConfig>| {
+        h.as_ref().map(|h| (h.listen.clone(), h.cert_file.clone(), h.key_file.clone()))
+    };
+    require("http", listener(&o.http) != listener(&n.http));
     let mut cameras: Vec<(String, CameraChange)> = n
         .cameras
         .iter()
@@ -216,5 +221,15 @@ mod tests {
             loaded(&format!("{BASE}[[backup.destination]]\nid = \"d\"\nkind = \"local\"\npath = \"/tmp/x\"\n"));
         let plan = plan(&old, &backup);
         assert!(plan.backup && plan.restart_required.is_empty());
+    }
+
+    #[test]
+    fn the_http_listener_needs_a_restart_and_its_users_do_not() {
+        let http = loaded(&format!("{BASE}[http]\nlisten = \"127.0.0.1:8080\"\n"));
+        assert_eq!(plan(&loaded(BASE), &http).restart_required, ["http"], "turned on");
+        let moved = loaded(&format!("{BASE}[http]\nlisten = \"127.0.0.1:8081\"\n"));
+        assert_eq!(plan(&http, &moved).restart_required, ["http"]);
+        let longer = loaded(&format!("{BASE}[http]\nlisten = \"127.0.0.1:8080\"\nsession_hours = 2\n"));
+        assert!(plan(&http, &longer).restart_required.is_empty());
     }
 }

@@ -51,29 +51,72 @@ impl SessionKey {
         Self(secret)
     }
 
-    fn mac(&self, payload: &str) -> Hmac<Sha256> {
+    /// The HMAC of `payload` for `purpose` (sessions and share links never verify each other).
+    fn mac(&self, purpose: &str, payload: &str) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(b"heldar-session\n");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\n");
         mac.update(payload.as_bytes());
         mac
     }
 
+    fn signed(&self, purpose: &str, payload: String) -> String {
+        let sig = self.mac(purpose, &payload).finalize().into_bytes();
+        format!("{payload}:{sig:x}")
+    }
+
+    /// The payload of `value` (`payload:hmac`) when it is signed with this key for `purpose`.
+    fn verified<'a>(&self, purpose: &str, value: &'a str) -> Option<&'a str> {
+        let (payload, sig) = value.rsplit_once(':')?;
+        let sig = crate::protocol::rules::unhex_sha256(sig)?;
+        self.mac(purpose, payload).verify_slice(&sig).ok()?;
+        Some(payload)
+    }
+
     /// The cookie value naming `user` until `expires`: `user:expires_ms:hmac`.
     pub fn issue(&self, user: &str, expires: UnixMs) -> String {
-        let payload = format!("{user}:{}", expires.0);
-        format!("{payload}:{:x}", self.mac(&payload).finalize().into_bytes())
+        self.signed("heldar-session", format!("{user}:{}", expires.0))
     }
 
     /// The user a cookie value names, if it is signed with this key and not expired at `now`.
     pub fn check(&self, value: &str, now: UnixMs) -> Option<String> {
-        let (payload, sig) = value.rsplit_once(':')?;
-        let (user, expires) = payload.split_once(':')?;
+        let (user, expires) = self.verified("heldar-session", value)?.split_once(':')?;
         let expires: i64 = expires.parse().ok()?;
-        let sig = crate::protocol::rules::unhex_sha256(sig)?;
-        self.mac(payload).verify_slice(&sig).ok()?;
         (now.0 < expires).then(|| user.to_string())
     }
+
+    /// A share link's token: `camera`'s footage over `[from, to)` until `expires`
+    /// (`camera:from_ms:to_ms:expires_ms:hmac`).
+    pub fn share(&self, share: &Share) -> String {
+        self.signed("heldar-share", format!("{}:{}:{}:{}", share.camera, share.from.0, share.to.0, share.expires.0))
+    }
+
+    /// What a share token grants at `now`.
+    pub fn check_share(&self, token: &str, now: UnixMs) -> Result<Share, &'static str> {
+        let payload = self.verified("heldar-share", token).ok_or("this share link is not valid")?;
+        let fields: Vec<&str> = payload.split(':').collect();
+        let [camera, from, to, expires] = fields[..] else { return Err("this share link is not valid") };
+        let ms = |text: &str| text.parse::<i64>().map(UnixMs).map_err(|_| "this share link is not valid");
+        let share = Share { camera: camera.to_string(), from: ms(from)?, to: ms(to)?, expires: ms(expires)? };
+        if now >= share.expires {
+            return Err("this share link has expired");
+        }
+        Ok(share)
+    }
+}
+
+/// What a share link grants: one camera's footage over a window, until it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// The camera.
+    pub camera: String,
+    /// Window start.
+    pub from: UnixMs,
+    /// Window end.
+    pub to: UnixMs,
+    /// No longer valid from then on.
+    pub expires: UnixMs,
 }
 
 /// The value of cookie `name` in a `Cookie` header.
@@ -152,6 +195,19 @@ mod tests {
         for junk in ["", "alice", "alice:1", "alice:x:00", ":::"] {
             assert_eq!(key().check(junk, UnixMs(0)), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_share_token_grants_its_window_until_it_expires_and_nothing_once_altered() {
+        let share = Share { camera: "front".into(), from: UnixMs(1_000), to: UnixMs(2_000), expires: UnixMs(9_000) };
+        let token = key().share(&share);
+        assert_eq!(key().check_share(&token, UnixMs(8_999)), Ok(share));
+        assert_eq!(key().check_share(&token, UnixMs(9_000)), Err("this share link has expired"));
+        let wider = token.replacen(":2000:", ":99999:", 1);
+        assert_eq!(key().check_share(&wider, UnixMs(0)), Err("this share link is not valid"));
+        assert_eq!(key().check(&token, UnixMs(0)), None, "a share token is no session");
+        let session = key().issue("front", UnixMs(9_000));
+        assert!(key().check_share(&session, UnixMs(0)).is_err(), "a session is no share token");
     }
 
     #[test]

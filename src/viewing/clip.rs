@@ -36,13 +36,11 @@ pub fn concat_list(rows: &[SegmentRow], recordings_dir: &Path, (from, to): (Unix
     list
 }
 
-/// `GET /cameras/<id>/clip.mp4?from&to`.
-pub async fn clip(app: &App, camera: &str, query: &str) -> Reply {
-    let (from, to) = match super::api::window(query, UnixMs::now()) {
-        Ok((from, to)) if to.0 - from.0 <= MAX_CLIP_MS => (from, to),
-        Ok(_) => return text(StatusCode::BAD_REQUEST, "a clip is at most one hour"),
-        Err(why) => return text(StatusCode::BAD_REQUEST, &why),
-    };
+/// `GET /cameras/<id>/clip.mp4` of `[from, to)`.
+pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Reply {
+    if to.0 - from.0 > MAX_CLIP_MS {
+        return text(StatusCode::BAD_REQUEST, "a clip is at most one hour");
+    }
     let Ok(slot) = app.viewers.clone().try_acquire_owned() else { return super::footage::busy() };
     let id = camera.to_string();
     let rows = match app.store.call(move |conn| index::camera_window(conn, &id, from, to, 1_000)).await {

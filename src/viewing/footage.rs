@@ -12,16 +12,13 @@ use hyper::header;
 use hyper::{Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// `GET /cameras/<id>/recorded.m3u8?from&to`.
-pub async fn recorded(app: &App, camera: &str, query: &str) -> Reply {
-    let (from, to) = match super::api::window(query, UnixMs::now()) {
-        Ok(window) => window,
-        Err(why) => return text(StatusCode::BAD_REQUEST, &why),
-    };
+/// `GET /cameras/<id>/recorded.m3u8` over `[from, to)`; `uri_query` (`?share=…` or empty)
+/// goes on every URI it names.
+pub async fn recorded(app: &App, camera: &str, (from, to): (UnixMs, UnixMs), uri_query: &str) -> Reply {
     let camera = camera.to_string();
     let limit = playlist::MAX_PLAYLIST_SEGMENTS;
     match app.store.call(move |conn| index::camera_window(conn, &camera, from, to, limit)).await {
-        Ok(rows) => playlist_reply(playlist::recorded(&rows, "")),
+        Ok(rows) => playlist_reply(playlist::recorded(&rows, uri_query)),
         Err(e) => internal(&e),
     }
 }
@@ -72,8 +69,15 @@ pub async fn live_file(app: &App, camera: &str, name: &str, range: Option<&str>)
 }
 
 /// `GET /cameras/<id>/segments/<n>/{init,media}.mp4`: an indexed segment's init part or
-/// fragments, under a read lock so retention keeps the file while it is served.
-pub async fn segment(app: &App, camera: &str, (id, part): (&str, &str), range: Option<&str>) -> Reply {
+/// fragments, under a read lock so retention keeps the file while it is served; only a
+/// segment overlapping `within` when given (a share link's window).
+pub async fn segment(
+    app: &App,
+    camera: &str,
+    (id, part): (&str, &str),
+    range: Option<&str>,
+    within: Option<(UnixMs, UnixMs)>,
+) -> Reply {
     let (Ok(id), true) = (id.parse::<i64>(), matches!(part, "init.mp4" | "media.mp4")) else {
         return text(StatusCode::NOT_FOUND, "no such segment file");
     };
@@ -81,7 +85,12 @@ pub async fn segment(app: &App, camera: &str, (id, part): (&str, &str), range: O
     // Held before the row is read: once the row is seen, retention leaves the file alone.
     let held = app.reads.hold(&[id]);
     let row = match app.store.call(move |conn| index::segment_by_id(conn, id)).await {
-        Ok(Some(row)) if row.segment.camera == camera => row,
+        Ok(Some(row))
+            if row.segment.camera == camera
+                && within.is_none_or(|(from, to)| row.segment.start < to && row.segment.end > from) =>
+        {
+            row
+        }
         Ok(_) => return text(StatusCode::NOT_FOUND, "no such segment"),
         Err(e) => return internal(&e),
     };

@@ -96,12 +96,40 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: IpAddr) -> Re
         (Method::POST, ["login"]) => login(app, request, client).await,
         (Method::POST, ["logout"]) => logout(app),
         (Method::GET, ["assets", HLS_JS_NAME]) => asset(HLS_JS, "text/javascript"),
+        (Method::GET | Method::HEAD, ["cameras", camera, rest @ ..]) if share_token(&request).is_some() => {
+            let token = share_token(&request).unwrap_or_default();
+            shared(app, &request, camera, rest, &token).await
+        }
         _ => match app.viewer(&request) {
             Some(viewer) if request.method() == Method::POST => posted(app, request, &viewer, &parts).await,
             Some(viewer) => signed_in(app, &request, &viewer, &parts).await,
             None if parts == [""] => redirect("/login", None),
             None => text(StatusCode::UNAUTHORIZED, "log in first: POST /login"),
         },
+    }
+}
+
+/// The `share` parameter of a request's query.
+fn share_token(request: &Request<Incoming>) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "share").map(|(_, v)| v.into_owned())
+}
+
+/// What a share link may fetch without an account: its camera's recorded playlist, the
+/// segments in its window, and a clip of it.
+async fn shared(app: &App, request: &Request<Incoming>, camera: &str, rest: &[&str], token: &str) -> Reply {
+    let share = match app.key.check_share(token, UnixMs::now()) {
+        Ok(share) if share.camera == camera => share,
+        Ok(_) => return text(StatusCode::FORBIDDEN, "this share link is for another camera"),
+        Err(why) => return text(StatusCode::FORBIDDEN, why),
+    };
+    let window = (share.from, share.to);
+    let uri_query = format!("?share={}", form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
+    match rest {
+        ["recorded.m3u8"] => footage::recorded(app, camera, window, &uri_query).await,
+        ["segments", id, part] => footage::segment(app, camera, (id, part), range(request), Some(window)).await,
+        ["clip.mp4"] => super::clip::clip(app, camera, window).await,
+        _ => text(StatusCode::FORBIDDEN, "a share link opens its recorded footage only"),
     }
 }
 
@@ -136,14 +164,20 @@ async fn signed_in(app: &App, request: &Request<Incoming>, viewer: &Viewer, part
         ["api", "v1", "cameras"] => api::cameras(app, viewer),
         ["api", "v1", "events"] => api::events(app, viewer, query).await,
         ["api", "v1", "cameras", camera, "timeline"] if viewer.sees(camera) => api::timeline(app, camera, query).await,
-        ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => footage::recorded(app, camera, query).await,
+        ["cameras", camera, "recorded.m3u8"] if viewer.sees(camera) => match api::window(query, UnixMs::now()) {
+            Ok(window) => footage::recorded(app, camera, window, "").await,
+            Err(why) => text(StatusCode::BAD_REQUEST, &why),
+        },
         ["cameras", camera, "live.m3u8"] if viewer.sees(camera) => footage::live(app, camera).await,
         ["cameras", camera, "snapshot.jpg"] if viewer.sees(camera) => footage::snapshot(app, camera).await,
         ["cameras", camera, "clip.mp4"] if viewer.sees(camera) && viewer.may(HttpRight::Export) => {
-            super::clip::clip(app, camera, query).await
+            match api::window(query, UnixMs::now()) {
+                Ok(window) => super::clip::clip(app, camera, window).await,
+                Err(why) => text(StatusCode::BAD_REQUEST, &why),
+            }
         }
         ["cameras", camera, "segments", id, part] if viewer.sees(camera) => {
-            footage::segment(app, camera, (id, part), range(request)).await
+            footage::segment(app, camera, (id, part), range(request), None).await
         }
         ["cameras", camera, "live", name] if viewer.sees(camera) => {
             footage::live_file(app, camera, name, range(request)).await

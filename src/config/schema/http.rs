@@ -14,6 +14,8 @@ pub struct HttpConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
     pub key_file: Option<PathBuf>,
+    /// The URL viewers reach the surface at (behind a proxy, by a name), for share links.
+    pub public_url: Option<String>,
     /// Hours a login lasts.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
@@ -28,6 +30,7 @@ impl Default for HttpConfig {
             listen: default_listen(),
             cert_file: None,
             key_file: None,
+            public_url: None,
             session_hours: default_session_hours(),
             users: Vec::new(),
         }
