@@ -304,6 +304,21 @@ fn check_live(base: &str, ops: &str, dir: &Path) {
         let at = lines.iter().rposition(|l| l.starts_with("#EXT-X-BYTERANGE:")).expect("a fragment");
         (lines[at + 1].to_string(), lines[at].trim_start_matches("#EXT-X-BYTERANGE:").to_string())
     };
+    // The newest fragment listed ends about when it was written: at most a fragment (1 s)
+    // and the request behind the camera.
+    let newest_start =
+        first.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).last().expect("wall times");
+    let newest_len: f64 = first
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .last()
+        .expect("a duration")
+        .trim_end_matches(',')
+        .parse()
+        .expect("seconds");
+    let newest_end = UnixMs::parse_rfc3339(newest_start).expect("RFC 3339").0 + (newest_len * 1000.0) as i64;
+    let behind = UnixMs::now().0 - newest_end;
+    assert!((0..3_000).contains(&behind), "the newest live fragment ended {behind} ms ago");
     let (len, offset) = range.split_once('@').expect("len@offset");
     let (len, offset): (u64, u64) = (len.parse().expect("len"), offset.parse().expect("offset"));
     let fragment = curl(

@@ -6,6 +6,7 @@
 
 use super::fmp4;
 use crate::recording::fragments::{self, TopBox};
+use crate::wallclock::UnixMs;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::io::{Read, Seek, SeekFrom};
@@ -92,12 +93,36 @@ pub struct Layout {
     pub init_len: u64,
     /// Complete fragments, in order.
     pub fragments: Vec<Fragment>,
+    /// When the file was last written: the recorder writes a fragment whole once it is
+    /// complete, so about the wall time at the end of the last one.
+    pub written: UnixMs,
+}
+
+impl Layout {
+    /// The wall time each fragment starts at, counted back from `written`.
+    pub fn starts(&self) -> Vec<UnixMs> {
+        let mut end = self.written.0;
+        let mut starts: Vec<UnixMs> = self
+            .fragments
+            .iter()
+            .rev()
+            .map(|f| {
+                end -= (f.seconds * 1000.0).round() as i64;
+                UnixMs(end)
+            })
+            .collect();
+        starts.reverse();
+        starts
+    }
 }
 
 /// Reads the layout of the file at `path` as it is now (it may still grow).
 pub fn layout(path: &Path) -> std::io::Result<Layout> {
     let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    let len = metadata.len();
+    let since_epoch = metadata.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let written = since_epoch.map_or_else(UnixMs::now, |d| UnixMs(d.as_millis() as i64));
     let boxes = fragments::top_level_boxes(&mut file, len)?;
     let found = fragments::summarize(&boxes);
     let mut read_box = |b: &TopBox| -> std::io::Result<Vec<u8>> {
@@ -124,25 +149,25 @@ pub fn layout(path: &Path) -> std::io::Result<Layout> {
         .zip(seconds)
         .map(|((offset, len, _), seconds)| Fragment { offset: *offset, len: *len, seconds })
         .collect();
-    Ok(Layout { init_len: found.init_len, fragments })
+    Ok(Layout { init_len: found.init_len, fragments, written })
 }
 
 /// The live playlist of `files` (oldest first) and their layouts: the last `WINDOW`
 /// fragments, URIs relative to `/cameras/<id>/live.m3u8`.
 pub fn playlist(files: &[(LiveFile, Layout)]) -> String {
-    let mut listed: Vec<(&LiveFile, &Layout, usize)> = Vec::new();
+    let mut listed: Vec<(&LiveFile, &Layout, usize, UnixMs)> = Vec::new();
     for (file, layout) in files {
-        listed.extend((0..layout.fragments.len()).map(|i| (file, layout, i)));
+        listed.extend(layout.starts().into_iter().enumerate().map(|(i, start)| (file, layout, i, start)));
     }
     let listed = &listed[listed.len().saturating_sub(WINDOW)..];
-    let longest = listed.iter().map(|(_, l, i)| l.fragments[*i].seconds).fold(1.0, f64::max);
+    let longest = listed.iter().map(|(_, l, i, _)| l.fragments[*i].seconds).fold(1.0, f64::max);
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
     let _ = writeln!(text, "#EXT-X-TARGETDURATION:{}", longest.ceil() as u64);
     let (first_seq, first_discontinuity) =
-        listed.first().map_or((0, 0), |(f, _, i)| (f.first_seq + *i as u64, f.discontinuity));
+        listed.first().map_or((0, 0), |(f, _, i, _)| (f.first_seq + *i as u64, f.discontinuity));
     let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_seq}\n#EXT-X-DISCONTINUITY-SEQUENCE:{first_discontinuity}");
     let mut current: Option<&Path> = None;
-    for (file, layout, i) in listed {
+    for (file, layout, i, start) in listed {
         let name = file.name();
         if current != Some(file.path.as_path()) {
             if current.is_some() {
@@ -152,6 +177,7 @@ pub fn playlist(files: &[(LiveFile, Layout)]) -> String {
             current = Some(&file.path);
         }
         let fragment = &layout.fragments[*i];
+        let _ = writeln!(text, "#EXT-X-PROGRAM-DATE-TIME:{}", start.to_rfc3339());
         let _ = writeln!(
             text,
             "#EXTINF:{:.3},\n#EXT-X-BYTERANGE:{}@{}\nlive/{name}",
@@ -168,7 +194,7 @@ mod tests {
     fn layout(fragments: usize) -> Layout {
         let fragments =
             (0..fragments as u64).map(|i| Fragment { offset: 100 + i * 50, len: 50, seconds: 1.0 }).collect();
-        Layout { init_len: 100, fragments }
+        Layout { init_len: 100, fragments, written: UnixMs(1_700_000_010_000) }
     }
 
     #[test]
@@ -194,7 +220,9 @@ mod tests {
         let text = playlist(&[(a, layout(10)), (b, layout(2))]);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:6\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{text}");
         assert_eq!(text.matches("#EXTINF").count(), WINDOW);
-        assert!(text.contains("#EXT-X-MAP:URI=\"live/a.mp4\",BYTERANGE=\"100@0\"\n#EXTINF:1.000,\n#EXT-X-BYTERANGE:50@400\nlive/a.mp4\n"), "{text}");
+        let a = "#EXT-X-MAP:URI=\"live/a.mp4\",BYTERANGE=\"100@0\"\n\
+            #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:26.000Z\n#EXTINF:1.000,\n#EXT-X-BYTERANGE:50@400\nlive/a.mp4\n";
+        assert!(text.contains(a), "{text}");
         assert!(text.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"live/b.mp4\",BYTERANGE=\"100@0\"\n"), "{text}");
         assert!(!text.contains("ENDLIST"), "live");
     }
