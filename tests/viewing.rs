@@ -307,11 +307,11 @@ fn check_live(base: &str, ops: &str, dir: &Path) {
     // The newest fragment listed ends about when it was written: at most a fragment (1 s)
     // and the request behind the camera.
     let newest_start =
-        first.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).last().expect("wall times");
+        first.lines().rev().find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).expect("wall times");
     let newest_len: f64 = first
         .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("#EXTINF:"))
         .expect("a duration")
         .trim_end_matches(',')
         .parse()
