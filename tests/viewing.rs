@@ -412,6 +412,19 @@ async fn a_first_start_makes_an_admin_once_and_tls_marks_the_cookie_secure() {
     let port = support::free_port();
     let tls = "cert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
     let mut node = Node::configure(&dir.0, "admin", &broker.url(), &http_config(port, tls));
+    // A private key others may read is refused, by `check` as by `run`.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let check = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .arg("check")
+        .arg("-c")
+        .arg(&node.config)
+        .output()
+        .expect("check");
+    let said = String::from_utf8_lossy(&check.stderr).to_string();
+    assert!(!check.status.success() && said.contains("http.key_file") && said.contains("chmod 600"), "{said}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     node.start(&[]);
     support::wait_for(20 * SECOND, "the admin's password", || node.log().contains("password="));
     let log = node.log();
@@ -419,7 +432,6 @@ async fn a_first_start_makes_an_admin_once_and_tls_marks_the_cookie_secure() {
         log.split("password=").nth(1).and_then(|s| s.split_whitespace().next()).expect("password").to_string();
     let hash = std::fs::read(node.dir.join("data/http-admin.hash")).expect("the admin's hash");
     assert!(!String::from_utf8_lossy(&hash).contains(&password), "the hash file holds no password");
-    use std::os::unix::fs::PermissionsExt;
     for file in ["http-admin.hash", "http.secret"] {
         let mode = std::fs::metadata(node.dir.join("data").join(file)).expect("file").permissions().mode();
         assert_eq!(mode & 0o077, 0, "{file} is the owner's only");

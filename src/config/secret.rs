@@ -79,6 +79,10 @@ pub fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
     for (i, key) in config.commands.keys.iter().enumerate() {
         files.push((format!("commands.key[{i}].secret_file"), key.secret_file.as_path(), true));
     }
+    if let Some(http) = &config.http {
+        files.extend(http.cert_file.as_deref().map(|f| ("http.cert_file".to_string(), f, false)));
+        files.extend(http.key_file.as_deref().map(|f| ("http.key_file".to_string(), f, false)));
+    }
     let mut problems: Vec<(String, String)> = files
         .into_iter()
         .filter_map(|(key, file, secret)| {
@@ -88,14 +92,23 @@ pub fn unreadable_files(config: &Config, base: &Path) -> Vec<(String, String)> {
             read.err().map(|e| (key, e.to_string()))
         })
         .collect();
-    for (i, key) in config.commands.keys.iter().enumerate() {
+    // Files that let whoever reads them sign commands or pose as this node: owner-only.
+    let mut private: Vec<(String, &Path)> = config
+        .commands
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (format!("commands.key[{i}].secret_file"), key.secret_file.as_path()))
+        .collect();
+    private.extend(config.http.as_ref().and_then(|h| h.key_file.as_deref()).map(|f| ("http.key_file".to_string(), f)));
+    for (key, file) in private {
         use std::os::unix::fs::PermissionsExt;
-        let path = base.join(&key.secret_file);
+        let path = base.join(file);
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             problems.push((
-                format!("commands.key[{i}].secret_file"),
+                key,
                 format!("{} is readable by group or others (mode {mode:o}): chmod 600 it", path.display()),
             ));
         }

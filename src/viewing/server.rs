@@ -84,12 +84,16 @@ impl Listener {
 }
 
 fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor> {
+    use crate::config::secret::{MAX_CREDENTIAL_BYTES, read_limited};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("http.cert_file: reading {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("http.key_file: reading {}", key.display()))?;
+    let cert_pem = read_limited(cert, MAX_CREDENTIAL_BYTES).context("http.cert_file")?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("http.cert_file: {} holds no PEM certificate", cert.display()))?;
+    let key_pem = read_limited(key, MAX_CREDENTIAL_BYTES).context("http.key_file")?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("http.key_file: {} holds no PEM private key", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
