@@ -9,7 +9,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ fn main() {
         .collect();
     let http = format!(
         "\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[http.user]]\nname = \"bench\"\npassword_hash = \"{}\"\n",
-        hash("bench-password")
+        support::password_hash("bench-password")
     );
     let mut node = support::Node::configure(&dir.0, "bench", &broker.url(), &format!("{cameras}{http}"));
     node.start(&[]);
@@ -120,17 +119,6 @@ fn first_frame(base: &str, cookie: &str, path: &str) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[1]
-}
-
-fn hash(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
-        .arg("passwd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("passwd");
-    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
-    String::from_utf8(child.wait_with_output().expect("passwd").stdout).expect("utf-8").trim().to_string()
 }
 
 fn login(base: &str) -> String {

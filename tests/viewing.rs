@@ -10,7 +10,7 @@ use heldar_edge::viewing::auth::SessionKey;
 use heldar_edge::wallclock::UnixMs;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use support::{Broker, Node, TempDir};
 
@@ -64,19 +64,6 @@ fn session(got: &Got) -> String {
     cookie.split(';').next().expect("name=value").to_string()
 }
 
-fn passwd(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
-        .arg("passwd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("passwd");
-    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("passwd");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
-}
-
 /// Top-level MP4 boxes of `bytes`: (type, size); fails unless they tile it exactly.
 fn boxes(bytes: &[u8]) -> Vec<(String, usize)> {
     let (mut at, mut found) = (0, Vec::new());
@@ -100,11 +87,11 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let dir = TempDir::new("viewing");
     let broker = Broker::start(&dir.join("broker"));
     let port = support::free_port();
-    let guard_hash = passwd("guard-password");
+    let guard_hash = support::password_hash("guard-password");
     let users = format!(
         "\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\nallow = [\"view\", \"export\", \"lock\"]\n\n[[http.user]]\nname = \"guard\"\npassword_hash = \"{guard_hash}\"\ncameras = [\"back\"]\n\
          \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
-        passwd("ops-password"),
+        support::password_hash("ops-password"),
     );
     // A camera that never connects: its camera_offline events are in the history.
     let gone = "\n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n";
@@ -462,7 +449,7 @@ async fn retention_leaves_a_segment_alone_while_a_viewer_reads_it() {
          source = \"lavfi:testsrc2=size=480x270:rate=25,noise=alls=40:allf=t\"\nsegment_s = 6\nsample_fps = 0\n\
          \n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[http.user]]\nname = \"ops\"\npassword_hash = \"{}\"\n",
         disk.0.display(),
-        passwd("ops-password")
+        support::password_hash("ops-password")
     );
     let mut node = Node::configure(&dir.0, "keep", &broker.url(), &toml);
     // One media stream at a time on this board.

@@ -80,6 +80,22 @@ pub fn segment_row(row: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     })
 }
 
+/// A row of `camera`'s segment at `path` over `[start, end)` ms, for tests.
+#[cfg(test)]
+pub fn test_row(id: i64, camera: &str, path: &str, (start, end): (i64, i64)) -> SegmentRow {
+    let segment = NewSegment {
+        camera: camera.into(),
+        path: path.into(),
+        start: UnixMs(start),
+        end: UnixMs(end),
+        bytes: 1,
+        codec: None,
+        width: None,
+        height: None,
+    };
+    SegmentRow { id, segment }
+}
+
 /// Indexes `segment` (replacing a row of the same path); refuses one longer than `MAX_SEGMENT_MS`.
 pub fn insert_segment(conn: &Connection, segment: &NewSegment) -> rusqlite::Result<i64> {
     let duration = segment.end.0 - segment.start.0;

@@ -187,20 +187,9 @@ pub fn window(query: &str, now: UnixMs) -> Result<(UnixMs, UnixMs), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::index::NewSegment;
 
     fn row(start: i64, end: i64) -> SegmentRow {
-        let segment = NewSegment {
-            camera: "c".into(),
-            path: String::new(),
-            start: UnixMs(start),
-            end: UnixMs(end),
-            bytes: 0,
-            codec: None,
-            width: None,
-            height: None,
-        };
-        SegmentRow { id: 0, segment }
+        crate::recording::index::test_row(0, "c", "", (start, end))
     }
 
     #[test]

@@ -84,20 +84,9 @@ pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Repl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::index::NewSegment;
 
     fn row(path: &str, start: i64, end: i64) -> SegmentRow {
-        let segment = NewSegment {
-            camera: "c".into(),
-            path: path.into(),
-            start: UnixMs(start),
-            end: UnixMs(end),
-            bytes: 0,
-            codec: None,
-            width: None,
-            height: None,
-        };
-        SegmentRow { id: 0, segment }
+        crate::recording::index::test_row(0, "c", path, (start, end))
     }
 
     #[test]

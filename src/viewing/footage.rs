@@ -28,7 +28,18 @@ pub async fn live(app: &App, camera: &str) -> Reply {
     let Some(current) = app.cameras.writing(camera) else {
         return text(StatusCode::NOT_FOUND, "this camera records nothing now");
     };
-    let known = app.live.of(camera);
+    let mut known = app.live.of(camera);
+    if known.is_empty() {
+        // A first viewer: the newest indexed file goes before the one being written, so the
+        // playlist has fragments also while that one has none complete yet.
+        let id = camera.to_string();
+        if let Ok(Some(row)) = app.store.call(move |conn| index::latest_segment(conn, &id)).await {
+            let path = app.config.borrow().recordings_dir.join(&row.segment.path);
+            if path != current {
+                known = app.live.follow(camera, &path, 0);
+            }
+        }
+    }
     let changed = known.last().is_none_or(|f| f.path != current);
     let before = known.last().map(|f| f.path.clone()).filter(|_| changed);
     let fragments_before = match before {

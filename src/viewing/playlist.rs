@@ -38,21 +38,9 @@ pub fn recorded(segments: &[SegmentRow], query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::index::NewSegment;
-    use crate::wallclock::UnixMs;
 
     fn row(id: i64, start: i64, end: i64) -> SegmentRow {
-        let segment = NewSegment {
-            camera: "front".into(),
-            path: format!("front/{id}.mp4"),
-            start: UnixMs(start),
-            end: UnixMs(end),
-            bytes: 1,
-            codec: None,
-            width: None,
-            height: None,
-        };
-        SegmentRow { id, segment }
+        crate::recording::index::test_row(id, "front", &format!("front/{id}.mp4"), (start, end))
     }
 
     #[test]

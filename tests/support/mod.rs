@@ -42,6 +42,21 @@ impl Drop for TempDir {
     }
 }
 
+/// An argon2id hash of `password` for `[[http.user]] password_hash`, from `heldar-edge passwd`.
+pub fn password_hash(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heldar-edge"))
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("passwd");
+    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("passwd");
+    assert!(out.status.success(), "heldar-edge passwd failed");
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
