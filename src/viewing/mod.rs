@@ -49,6 +49,7 @@ pub async fn start(
         key: auth::SessionKey::new(key),
         admin,
         limiter: Default::default(),
+        password_checks: Semaphore::new(1),
         viewers: Arc::new(Semaphore::new(loaded.board.limits.max_viewers)),
         live: Default::default(),
         ffmpeg: snapshots.ffmpeg.clone(),

@@ -45,6 +45,8 @@ pub struct App {
     pub admin: Option<HttpUserConfig>,
     /// Failed logins per client.
     pub limiter: Mutex<LoginLimiter>,
+    /// Password checks run one at a time.
+    pub password_checks: Semaphore,
     /// Media streams served at once (`max_viewers`).
     pub viewers: Arc<Semaphore>,
     /// The files live playlists follow.
@@ -91,14 +93,14 @@ impl App {
 pub async fn handle(app: &App, request: Request<Incoming>, client: IpAddr) -> Reply {
     let path = request.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let share = share_token(&request);
     match (request.method().clone(), parts.as_slice()) {
         (Method::GET, ["login"]) => html(StatusCode::OK, LOGIN_PAGE),
         (Method::POST, ["login"]) => login(app, request, client).await,
         (Method::POST, ["logout"]) => logout(app),
         (Method::GET, ["assets", HLS_JS_NAME]) => asset(HLS_JS, "text/javascript"),
-        (Method::GET | Method::HEAD, ["cameras", camera, rest @ ..]) if share_token(&request).is_some() => {
-            let token = share_token(&request).unwrap_or_default();
-            shared(app, &request, camera, rest, &token).await
+        (Method::GET | Method::HEAD, ["cameras", camera, rest @ ..]) if share.is_some() => {
+            shared(app, &request, camera, rest, share.as_deref().unwrap_or_default()).await
         }
         _ => match app.viewer(&request) {
             Some(viewer) if request.method() == Method::POST => posted(app, request, &viewer, &parts).await,
@@ -201,6 +203,10 @@ async fn login(app: &App, request: Request<Incoming>, client: IpAddr) -> Reply {
     let field = |name: &str| form_urlencoded::parse(&form).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     let (name, password) = (field("name").unwrap_or_default(), field("password").unwrap_or_default());
     let hash = app.user(&name).map(|u| u.password_hash);
+    // One check at a time: each takes the hash's memory (7 MiB for ours) for a moment.
+    let Ok(_checking) = app.password_checks.acquire().await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "stopping");
+    };
     let matches =
         tokio::task::spawn_blocking(move || hash.is_some_and(|hash| secrets::password_matches(&hash, &password)))
             .await
