@@ -93,17 +93,21 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
          \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
         support::password_hash("ops-password"),
     );
-    // A camera that never connects: its camera_offline events are in the history.
-    let gone = "\n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n";
-    let mut node = Node::configure(
-        &dir.0,
-        "view",
-        &broker.url(),
-        &http_config(port, &users).replace("\n[http]", &format!("{gone}\n[http]")),
+    // An RTSP camera, recorded as it streams (no re-encoding), and one that never connects:
+    // its camera_offline events are in the history.
+    let rtsp = support::RtspCamera::start();
+    let more = format!(
+        "\n[[camera]]\nid = \"door\"\nsource = \"{}\"\nsegment_s = 2\nsample_fps = 0\n\
+         \n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n",
+        rtsp.url()
     );
+    let config = http_config(port, &users).replace("\n[http]", &format!("{more}\n[http]"));
+    let mut node = Node::configure(&dir.0, "view", &broker.url(), &config);
     node.start(&["--emit-test-events", "2"]);
     let base = format!("http://127.0.0.1:{port}");
-    support::wait_for(30 * SECOND, "three segments", || node.segments("front").len() >= 3);
+    support::wait_for(30 * SECOND, "three segments of each camera", || {
+        node.segments("front").len() >= 3 && node.segments("door").len() >= 3
+    });
 
     // Nobody in without a session.
     assert_eq!(curl(&format!("{base}/"), &[]).status, 303);
@@ -132,10 +136,11 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let cameras: serde_json::Value =
         serde_json::from_slice(&curl(&format!("{base}/api/v1/cameras"), &["-b", &ops]).body).expect("json");
     let ids: Vec<&str> = cameras["cameras"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids, ["front", "back", "gone"]);
+    assert_eq!(ids, ["front", "back", "door", "gone"]);
 
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
-    check_live(&base, &ops, &dir.0);
+    check_live(&base, &ops, &dir.0, "front");
+    check_live(&base, &ops, &dir.0, "door");
     check_clip_snapshot_and_lock(&node, &base, &ops, &dir.0);
     check_share_links(&node, &base);
     check_refusals(&node, &base, &ops);
@@ -277,8 +282,8 @@ fn check_share_links(node: &Node, base: &str) {
 
 /// The live playlist names the complete fragments of the file being written as byte
 /// ranges, moves on as recording goes on, and plays through ffmpeg.
-fn check_live(base: &str, ops: &str, dir: &Path) {
-    let url = format!("{base}/cameras/front/live.m3u8");
+fn check_live(base: &str, ops: &str, dir: &Path, camera: &str) {
+    let url = format!("{base}/cameras/{camera}/live.m3u8");
     let sequence = |text: &str| -> u64 {
         let line = text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).expect("a media sequence");
         line.parse::<u64>().expect("a number") + text.matches("#EXTINF").count() as u64
@@ -309,7 +314,7 @@ fn check_live(base: &str, ops: &str, dir: &Path) {
     let (len, offset) = range.split_once('@').expect("len@offset");
     let (len, offset): (u64, u64) = (len.parse().expect("len"), offset.parse().expect("offset"));
     let fragment = curl(
-        &format!("{base}/cameras/front/{uri}"),
+        &format!("{base}/cameras/{camera}/{uri}"),
         &["-b", ops, "-H", &format!("Range: bytes={offset}-{}", offset + len - 1)],
     );
     assert_eq!(fragment.status, 206);
@@ -318,7 +323,7 @@ fn check_live(base: &str, ops: &str, dir: &Path) {
     support::wait_for(10 * SECOND, "the live playlist to move on", || {
         sequence(&String::from_utf8(curl(&url, &["-b", ops]).body).expect("utf-8")) > sequence(&first)
     });
-    let out = dir.join("live.mp4");
+    let out = dir.join(format!("live-{camera}.mp4"));
     let played = Command::new(support::system_binary("ffmpeg", "ffmpeg"))
         .args(["-v", "error", "-y", "-headers", &format!("Cookie: {ops}\r\n"), "-i", &url, "-t", "4", "-c", "copy"])
         .arg(&out)
