@@ -93,12 +93,13 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
          \n[[http.user]]\nname = \"clerk\"\npassword_hash = \"{guard_hash}\"\nallow = [\"export\"]\n",
         support::password_hash("ops-password"),
     );
-    // An RTSP camera, recorded as it streams (no re-encoding), and one that never connects:
-    // its camera_offline events are in the history.
+    // An RTSP camera, recorded as it streams (no re-encoding); one that never connects: its
+    // camera_offline events are in the history; one whose source ends every 6 s: gaps.
     let rtsp = support::RtspCamera::start();
     let more = format!(
         "\n[[camera]]\nid = \"door\"\nsource = \"{}\"\nsegment_s = 2\nsample_fps = 0\n\
-         \n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n",
+         \n[[camera]]\nid = \"gone\"\nsource = \"rtsp://127.0.0.1:1/none\"\nsample_fps = 0\n\
+         \n[[camera]]\nid = \"blink\"\nsource = \"lavfi:testsrc=size=320x240:rate=15:duration=6\"\nsegment_s = 2\nsample_fps = 0\n",
         rtsp.url()
     );
     let config = http_config(port, &users).replace("\n[http]", &format!("{more}\n[http]"));
@@ -136,13 +137,14 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     let cameras: serde_json::Value =
         serde_json::from_slice(&curl(&format!("{base}/api/v1/cameras"), &["-b", &ops]).body).expect("json");
     let ids: Vec<&str> = cameras["cameras"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids, ["front", "back", "door", "gone"]);
+    assert_eq!(ids, ["front", "back", "door", "gone", "blink"]);
 
     check_playlist_and_ranges(&node, &base, &ops, &dir.0);
     check_live(&base, &ops, &dir.0, "front");
     check_live(&base, &ops, &dir.0, "door");
     check_clip_snapshot_and_lock(&node, &base, &ops, &dir.0);
     check_share_links(&node, &base);
+    check_gap(&node, &base, &ops, &dir.0);
     check_refusals(&node, &base, &ops);
     let status = node.terminate(20 * SECOND);
     assert!(status.success());
@@ -225,6 +227,37 @@ fn check_clip_snapshot_and_lock(node: &Node, base: &str, ops: &str, dir: &Path) 
     assert_eq!(node.count("SELECT count(*) FROM evidence_locks WHERE camera = 'front' AND reason = 'tampering'"), 1);
 }
 
+/// A recorded playlist across a recording gap plays through ffmpeg, and the timeline shows
+/// the gap with its reason and the camera's events.
+fn check_gap(node: &Node, base: &str, ops: &str, dir: &Path) {
+    let after_gap = || {
+        let gap_end = node.count("SELECT coalesce(max(end_ms), 0) FROM recording_gaps WHERE camera = 'blink'");
+        gap_end > 0 && node.segments("blink").iter().any(|s| s.start_ms >= gap_end)
+    };
+    support::wait_for(40 * SECOND, "blink's footage on both sides of a gap", after_gap);
+    let rows = node.segments("blink");
+    let (from, to) = (rows[0].start_ms, rows[rows.len() - 1].end_ms);
+    assert!(rows.windows(2).any(|p| p[1].start_ms - p[0].end_ms > 1_000), "a hole between segments");
+    let url = format!("{base}/cameras/blink/recorded.m3u8?from={from}&to={to}");
+    let out = dir.join("across-gap.mp4");
+    let played = Command::new(support::system_binary("ffmpeg", "ffmpeg"))
+        .args(["-v", "error", "-y", "-headers", &format!("Cookie: {ops}\r\n"), "-i", &url, "-c", "copy"])
+        .arg(&out)
+        .output()
+        .expect("ffmpeg");
+    assert!(played.status.success(), "ffmpeg across a gap: {}", String::from_utf8_lossy(&played.stderr));
+    let recorded: i64 = rows.iter().map(|r| r.end_ms - r.start_ms).sum();
+    let duration = support::ffprobe_duration(&out).expect("it plays");
+    assert!((duration - recorded as f64 / 1000.0).abs() < 1.5, "played {duration} s of {recorded} ms recorded");
+    let timeline = curl(&format!("{base}/api/v1/cameras/blink/timeline?from={from}&to={to}"), &["-b", ops]);
+    let timeline: serde_json::Value = serde_json::from_slice(&timeline.body).expect("json");
+    let gaps = timeline["gaps"].as_array().expect("gaps");
+    assert!(gaps.iter().any(|g| g["reason"].as_str().is_some_and(|r| !r.is_empty())), "{timeline}");
+    assert!(timeline["runs"].as_array().expect("runs").len() >= 2, "runs on both sides: {timeline}");
+    let events = timeline["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["type"] == "camera_offline" && e["camera"] == "blink"), "{timeline}");
+}
+
 /// A `share` link plays its window without an account; altered, expired, or used for
 /// another camera or for live view, it opens nothing.
 fn check_share_links(node: &Node, base: &str) {
@@ -291,11 +324,6 @@ fn check_live(base: &str, ops: &str, dir: &Path, camera: &str) {
     let first = String::from_utf8(curl(&url, &["-b", ops]).body).expect("utf-8");
     assert!(first.contains("#EXT-X-MAP:URI=\"live/") && first.contains("#EXT-X-BYTERANGE:"), "{first}");
     assert!(!first.contains("#EXT-X-ENDLIST"), "live: no end");
-    let (uri, range) = {
-        let lines: Vec<&str> = first.lines().collect();
-        let at = lines.iter().rposition(|l| l.starts_with("#EXT-X-BYTERANGE:")).expect("a fragment");
-        (lines[at + 1].to_string(), lines[at].trim_start_matches("#EXT-X-BYTERANGE:").to_string())
-    };
     // The newest fragment listed ends about when it was written: at most a fragment (1 s)
     // and the request behind the camera.
     let newest_start =
@@ -311,15 +339,7 @@ fn check_live(base: &str, ops: &str, dir: &Path, camera: &str) {
     let newest_end = UnixMs::parse_rfc3339(newest_start).expect("RFC 3339").0 + (newest_len * 1000.0) as i64;
     let behind = UnixMs::now().0 - newest_end;
     assert!((0..3_000).contains(&behind), "the newest live fragment ended {behind} ms ago");
-    let (len, offset) = range.split_once('@').expect("len@offset");
-    let (len, offset): (u64, u64) = (len.parse().expect("len"), offset.parse().expect("offset"));
-    let fragment = curl(
-        &format!("{base}/cameras/{camera}/{uri}"),
-        &["-b", ops, "-H", &format!("Range: bytes={offset}-{}", offset + len - 1)],
-    );
-    assert_eq!(fragment.status, 206);
-    let kinds: Vec<String> = boxes(&fragment.body).into_iter().map(|(t, _)| t).collect();
-    assert_eq!(kinds, ["moof", "mdat"], "a fragment is one moof and its mdat");
+    check_live_ranges(base, ops, camera, &first);
     support::wait_for(10 * SECOND, "the live playlist to move on", || {
         sequence(&String::from_utf8(curl(&url, &["-b", ops]).body).expect("utf-8")) > sequence(&first)
     });
@@ -332,6 +352,35 @@ fn check_live(base: &str, ops: &str, dir: &Path, camera: &str) {
     assert!(played.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&played.stderr));
     let duration = support::ffprobe_duration(&out).expect("the live copy plays");
     assert!(duration > 3.0, "played {duration} s of live view");
+}
+
+/// Every byte range a live playlist names lands on box boundaries: its maps are `ftyp` and
+/// `moov`, its fragments a `moof` and its `mdat`.
+fn check_live_ranges(base: &str, ops: &str, camera: &str, playlist: &str) {
+    let lines: Vec<&str> = playlist.lines().collect();
+    let mut checked = 0;
+    for (at, line) in lines.iter().enumerate() {
+        let (uri, range, expected) = if let Some(map) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            let (uri, rest) = map.split_once('"').expect("a quoted URI");
+            let range = rest.trim_start_matches(",BYTERANGE=\"").trim_end_matches('"');
+            (uri, range, ["ftyp", "moov"])
+        } else if let Some(range) = line.strip_prefix("#EXT-X-BYTERANGE:") {
+            (lines[at + 1], range, ["moof", "mdat"])
+        } else {
+            continue;
+        };
+        let (len, offset) = range.split_once('@').expect("len@offset");
+        let (len, offset): (u64, u64) = (len.parse().expect("len"), offset.parse().expect("offset"));
+        let got = curl(
+            &format!("{base}/cameras/{camera}/{uri}"),
+            &["-b", ops, "-H", &format!("Range: bytes={offset}-{}", offset + len - 1)],
+        );
+        assert_eq!(got.status, 206, "{line}");
+        let kinds: Vec<String> = boxes(&got.body).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(kinds, expected, "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "a map and fragments in {playlist}");
 }
 
 /// A scoped user, forged and expired cookies, and a client guessing passwords are refused.

@@ -55,10 +55,11 @@ pub async fn timeline(app: &App, camera: &str, query: &str) -> Reply {
             let segments = index::camera_window(conn, &camera, from, to, MAX_TIMELINE_SEGMENTS)?;
             let gaps = index::gaps_overlapping(conn, &camera, from, to)?;
             let locks = locks::locks_overlapping(conn, &camera, from, to)?;
-            Ok((segments, gaps, locks))
+            let history = outbox::HistoryQuery { cameras: Some(vec![camera]), kind: None, from, to, limit: MAX_EVENTS };
+            Ok((segments, gaps, locks, outbox::history(conn, &history)?))
         })
         .await;
-    let (segments, gaps, locks) = match read {
+    let (segments, gaps, locks, events) = match read {
         Ok(read) => read,
         Err(e) => return internal(&e),
     };
@@ -69,8 +70,14 @@ pub async fn timeline(app: &App, camera: &str, query: &str) -> Reply {
         "runs": runs(&segments).iter().map(|(s, e)| json!({"start": s.to_rfc3339(), "end": e.to_rfc3339()})).collect::<Vec<_>>(),
         "gaps": gaps.iter().map(|g| json!({"start": g.start.to_rfc3339(), "end": g.end.to_rfc3339(), "reason": g.reason})).collect::<Vec<_>>(),
         "locks": locks.iter().map(|(id, l)| json!({"id": id, "from": l.from.to_rfc3339(), "to": l.to.to_rfc3339(), "reason": l.reason, "event_id": l.event_id})).collect::<Vec<_>>(),
-        "truncated": truncated,
+        "events": payloads(&events),
+        "truncated": truncated || events.len() >= MAX_EVENTS,
     }))
+}
+
+/// The published payloads of outbox rows, as JSON.
+fn payloads(rows: &[outbox::OutboxRow]) -> Vec<Value> {
+    rows.iter().map(|r| serde_json::from_str(&r.payload).unwrap_or_else(|_| r.payload.clone().into())).collect()
 }
 
 /// Events one request returns at most, and by default.
@@ -100,13 +107,7 @@ pub async fn events(app: &App, viewer: &Viewer, query: &str) -> Reply {
     };
     let history = outbox::HistoryQuery { cameras, kind: param("type"), from, to, limit };
     match app.store.call(move |conn| outbox::history(conn, &history)).await {
-        Ok(rows) => {
-            let events: Vec<Value> = rows
-                .iter()
-                .map(|r| serde_json::from_str(&r.payload).unwrap_or_else(|_| r.payload.clone().into()))
-                .collect();
-            json(&json!({ "events": events }))
-        }
+        Ok(rows) => json(&json!({ "events": payloads(&rows) })),
         Err(e) => internal(&e),
     }
 }
