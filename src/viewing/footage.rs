@@ -5,6 +5,7 @@ use super::live;
 use super::media::{FileBody, Wanted};
 use super::playlist;
 use super::routes::{App, Reply, full, internal, set, text};
+use crate::recording::fragments::Fragments;
 use crate::recording::index;
 use crate::wallclock::UnixMs;
 use http_body_util::BodyExt;
@@ -68,15 +69,8 @@ pub async fn live_file(app: &App, camera: &str, name: &str, range: Option<&str>)
         return text(StatusCode::NOT_FOUND, "no such live file: ask live.m3u8 again");
     };
     let Ok(slot) = viewer_slot(app) else { return busy() };
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let mut file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
-        let found = crate::recording::fragments::scan(&mut file, len)?;
-        Ok((file, found.complete_len))
-    })
-    .await;
-    let Ok(Ok((file, len))) = opened else { return text(StatusCode::NOT_FOUND, "the file is gone") };
-    serve(file, (0, len), range, Box::new(slot)).await
+    let Some((file, found)) = open_scanned(path).await else { return text(StatusCode::NOT_FOUND, "the file is gone") };
+    serve(file, (0, found.complete_len), range, Box::new(slot)).await
 }
 
 /// `GET /cameras/<id>/segments/<n>/{init,media}.mp4`: an indexed segment's init part or
@@ -106,14 +100,9 @@ pub async fn segment(
         Err(e) => return internal(&e),
     };
     let path = app.config.borrow().recordings_dir.join(&row.segment.path);
-    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let mut file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
-        let found = crate::recording::fragments::scan(&mut file, len)?;
-        Ok((file, found))
-    })
-    .await;
-    let Ok(Ok((file, found))) = opened else { return text(StatusCode::NOT_FOUND, "the segment's file is gone") };
+    let Some((file, found)) = open_scanned(path).await else {
+        return text(StatusCode::NOT_FOUND, "the segment's file is gone");
+    };
     let part = match part {
         "init.mp4" => (0, found.init_len),
         _ => (found.init_len, found.complete_len - found.init_len),
@@ -134,6 +123,18 @@ pub async fn snapshot(app: &App, camera: &str) -> Reply {
         Err(e) if e.is::<crate::capture::snapshot::NothingRecorded>() => text(StatusCode::NOT_FOUND, &e.to_string()),
         Err(e) => internal(&e),
     }
+}
+
+/// The file at `path`, open, and what its boxes hold now; `None` when it cannot be read.
+async fn open_scanned(path: std::path::PathBuf) -> Option<(std::fs::File, Fragments)> {
+    let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        let found = crate::recording::fragments::scan(&mut file, len)?;
+        Ok((file, found))
+    })
+    .await;
+    opened.ok()?.ok()
 }
 
 fn viewer_slot(app: &App) -> Result<OwnedSemaphorePermit, tokio::sync::TryAcquireError> {
