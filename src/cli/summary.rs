@@ -39,11 +39,23 @@ pub fn summary(loaded: &LoadedConfig, now: UnixMs) -> String {
     ));
     lines.push(format!("  commands  auth {}, {} keys", c.commands.auth.name(), c.commands.keys.len()));
     lines.push(home_assistant(loaded));
+    lines.push(viewing(loaded));
     if c.node.board == "rk3588" {
         // The hardened unit hides the device nodes of the hardware encoder.
         lines.push(format!("  encoder   the RK3588 encoder needs the unit drop-in {RK3588_DROP_IN}"));
     }
     lines.join("\n")
+}
+
+/// Where the viewing surface listens and who may log in.
+fn viewing(loaded: &LoadedConfig) -> String {
+    let Some(http) = &loaded.config.http else { return "  viewing   off (no [http])".to_string() };
+    let scheme = if http.cert_file.is_some() { "https" } else { "http" };
+    let users = match http.users.len() {
+        0 => "no [[http.user]]: the first start makes `admin` and logs its password once".to_string(),
+        n => format!("{n} users"),
+    };
+    format!("  viewing   {scheme}://{}/, {users}", http.listen)
 }
 
 /// Whether Home Assistant discovery is on, and what `switches = true` lets in unsigned.
