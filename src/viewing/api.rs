@@ -91,8 +91,7 @@ pub async fn events(app: &App, viewer: &Viewer, query: &str) -> Reply {
         Ok(window) => window,
         Err(why) => return super::routes::text(hyper::StatusCode::BAD_REQUEST, &why),
     };
-    let param =
-        |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let param = |name: &str| field(query.as_bytes(), name);
     let limit = match param("limit").map(|l| l.parse::<usize>()) {
         None => DEFAULT_EVENTS,
         Some(Ok(n)) if (1..=MAX_EVENTS).contains(&n) => n,
@@ -122,7 +121,7 @@ pub fn me(viewer: &Viewer) -> Reply {
 /// `POST /api/v1/cameras/<id>/locks` with the form fields `from`, `to` and an optional
 /// `reason`: an evidence lock over the window (at most 7 days), for a user with `lock`.
 pub async fn lock(app: &App, viewer: &Viewer, camera: &str, form: &[u8]) -> Reply {
-    let field = |name: &str| form_urlencoded::parse(form).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let field = |name: &str| field(form, name);
     let known = app.config.borrow().config.cameras.iter().any(|c| c.id == camera);
     if !known {
         return super::routes::text(hyper::StatusCode::NOT_FOUND, "no such camera");
@@ -150,6 +149,11 @@ pub async fn lock(app: &App, viewer: &Viewer, camera: &str, form: &[u8]) -> Repl
     }
 }
 
+/// The value of `name` in a query string or a URL-encoded form.
+pub fn field(encoded: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(encoded).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
 /// Recorded runs: segments by start time merged where they touch.
 pub fn runs(segments: &[SegmentRow]) -> Vec<(UnixMs, UnixMs)> {
     let mut runs: Vec<(UnixMs, UnixMs)> = Vec::new();
@@ -165,7 +169,7 @@ pub fn runs(segments: &[SegmentRow]) -> Vec<(UnixMs, UnixMs)> {
 /// The window `from`/`to` of a query (Unix ms or RFC 3339): the last hour when absent,
 /// at most `MAX_WINDOW_MS`.
 pub fn window(query: &str, now: UnixMs) -> Result<(UnixMs, UnixMs), String> {
-    let param = |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
+    let param = |name: &str| field(query.as_bytes(), name);
     let time = |name: &str| -> Result<Option<UnixMs>, String> {
         let Some(text) = param(name) else { return Ok(None) };
         let parsed = match text.parse::<i64>() {

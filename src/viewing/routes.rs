@@ -114,7 +114,7 @@ pub async fn handle(app: &App, request: Request<Incoming>, client: IpAddr) -> Re
 /// The `share` parameter of a request's query.
 fn share_token(request: &Request<Incoming>) -> Option<String> {
     let query = request.uri().query()?;
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "share").map(|(_, v)| v.into_owned())
+    api::field(query.as_bytes(), "share")
 }
 
 /// What a share link may fetch without an account: its camera's recorded playlist, the
@@ -200,7 +200,7 @@ async fn login(app: &App, request: Request<Incoming>, client: IpAddr) -> Reply {
     let Ok(form) = Limited::new(request.into_body(), MAX_FORM_BYTES).collect().await.map(|b| b.to_bytes()) else {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "the login form is at most 4 KiB");
     };
-    let field = |name: &str| form_urlencoded::parse(&form).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let field = |name: &str| api::field(&form, name);
     let (name, password) = (field("name").unwrap_or_default(), field("password").unwrap_or_default());
     let hash = app.user(&name).map(|u| u.password_hash);
     // One check at a time: each takes the hash's memory (7 MiB for ours) for a moment.

@@ -89,8 +89,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", partial.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, path).with_context(|| format!("renaming to {}", path.display()))?;
+    // The rename is durable once the directory is: a power cut must not lose the admin's
+    // hash (and show a new password) or the secret (and log everyone out).
+    crate::capture::segments::sync_file_and_dir(path).with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 
