@@ -49,6 +49,8 @@ async fn rtsp_segments_are_indexed_as_they_close_and_play() {
     assert!(retained["last_segment_end"].is_string(), "{retained}");
 
     let rows = node.segments("door");
+    let native = node.count("SELECT count(*) FROM segments WHERE camera = 'door' AND recorder = 'native'");
+    assert_eq!(native as usize, rows.len(), "rtsp:// records natively by default");
     for pair in rows.windows(2) {
         assert!((pair[1].start_ms - pair[0].end_ms).abs() <= 50, "not contiguous: {pair:?}");
     }

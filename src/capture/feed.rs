@@ -3,7 +3,7 @@
 //! camera records or not. The recorder then writes no stream for the sampler.
 
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
-use super::recorder::{self, Recorder};
+use super::recorder::{self, Process, Recorder};
 use super::source::Source;
 use super::supervisor::HEALTHY_RUN;
 use super::watch::STALL_TIMEOUT;
@@ -79,7 +79,9 @@ impl SampleFeed {
             Ok(started) => started,
             Err(why) => return Ended::Failed(why),
         };
-        let Recorder { mut child, stderr, feeder, .. } = recorder;
+        let Recorder { process: Process::Ffmpeg(mut child), stderr: Some(stderr), feeder, .. } = recorder else {
+            return Ended::Failed("ffmpeg pipes missing".into());
+        };
         if let Some(stream) = stream {
             let _ = self.sampler.try_send(SamplerInput::Stream(stream));
         }

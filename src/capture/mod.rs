@@ -1,14 +1,16 @@
-//! Capture: one supervised recording ffmpeg per camera, fed by the network
-//! (RTSP, HTTP), ffmpeg's synthetic sources, or a V4L2 capture thread. The
-//! recorder (`recorder.rs`) writes segments, `segments.rs` turns each closed
-//! one into an index row, and the supervisor (`supervisor.rs`) is the state
-//! machine around them: the seam where another recorder can plug in.
-
+//! Capture: one supervised recorder per camera. An `rtsp://` camera is
+//! received in process (`native/`: the RTSP client, the segment writer, the
+//! sampler's stream); every other source, and `capture = "ffmpeg"`, is one
+//! ffmpeg fed by the network (RTSP, HTTP), its synthetic sources, or a V4L2
+//! capture thread. The recorder (`recorder.rs`) writes segments, `segments.rs`
+//! turns each closed one into an index row, and the supervisor
+//! (`supervisor.rs`) is the state machine around them.
 pub mod controls;
 pub mod feed;
 pub mod ffmpeg;
 pub mod health;
 pub mod modes;
+pub mod native;
 pub mod recorder;
 mod report;
 pub mod schedule;

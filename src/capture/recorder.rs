@@ -1,31 +1,70 @@
-//! Spawning the recording ffmpeg and talking to it: its pipes, the stream
-//! copy for the sampler on fd 3, and the clean way to make it stop.
+//! A recorder run as its supervisor sees it, and spawning the recording
+//! ffmpeg: its pipes, the stream copy for the sampler on fd 3, and the clean
+//! way to make it stop. The native recorder (`native/`) is the other kind of run.
 
+use super::native::NativeEvent;
 use super::v4l2::V4l2Capture;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-/// A running recording ffmpeg and its pipes.
+/// A running recorder: ffmpeg and its pipes, or a native run and its events.
 pub struct Recorder {
-    /// The process.
-    pub child: Child,
-    /// The segment list (`file,start,end` per closed segment).
-    pub stdout: ChildStdout,
-    /// Progress and log lines.
-    pub stderr: ChildStderr,
-    /// What feeds its stdin.
+    /// What runs.
+    pub process: Process,
+    /// ffmpeg's segment list (`file,start,end` per closed segment).
+    pub stdout: Option<ChildStdout>,
+    /// ffmpeg's progress and log lines.
+    pub stderr: Option<ChildStderr>,
+    /// What a native run says.
+    pub events: Option<mpsc::Receiver<NativeEvent>>,
+    /// What feeds ffmpeg's stdin, or stops the native run.
     pub feeder: Option<Feeder>,
 }
 
-/// What feeds the recorder's stdin.
+/// What runs a recorder.
+pub enum Process {
+    /// A recording ffmpeg.
+    Ffmpeg(Child),
+    /// A native run; it ends with why.
+    Native(JoinHandle<String>),
+}
+
+impl Process {
+    /// Ends it now (after the stop grace).
+    pub fn kill(&mut self) {
+        match self {
+            Self::Ffmpeg(child) => {
+                let _ = child.start_kill();
+            }
+            Self::Native(task) => task.abort(),
+        }
+    }
+
+    /// Waits for its end; says how it ended.
+    pub async fn wait(self) -> String {
+        match self {
+            Self::Ffmpeg(mut child) => match child.wait().await {
+                Ok(status) => format!("ffmpeg exited ({status})"),
+                Err(e) => format!("ffmpeg lost: {e}"),
+            },
+            Self::Native(task) => task.await.unwrap_or_else(|e| format!("recorder task lost: {e}")),
+        }
+    }
+}
+
+/// What feeds the recorder's stdin, or stops it.
 pub enum Feeder {
-    /// Nothing but the quit key.
+    /// Nothing but ffmpeg's quit key.
     Quit(ChildStdin),
     /// V4L2 frames.
     Capture(V4l2Capture),
+    /// The native run's stop.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Starts `ffmpeg` with `args`; with `sampled`, its copy of the stream for the sampler comes
@@ -74,7 +113,14 @@ pub fn spawn(
         }
         None => Feeder::Quit(stdin),
     };
-    Ok((Recorder { child, stdout, stderr, feeder: Some(feeder) }, stream))
+    let recorder = Recorder {
+        process: Process::Ffmpeg(child),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+        events: None,
+        feeder: Some(feeder),
+    };
+    Ok((recorder, stream))
 }
 
 /// Asks ffmpeg to finish: it closes the current segment and lists it, as at the end of its
@@ -87,6 +133,9 @@ pub async fn finish(feeder: Option<Feeder>) {
             let _ = stdin.flush().await;
         }
         Some(Feeder::Capture(capture)) => capture.stop(),
+        Some(Feeder::Stop(stop)) => {
+            let _ = stop.send(());
+        }
         None => {}
     }
 }

@@ -22,6 +22,8 @@ pub struct SegmentIndexer {
     camera: String,
     recordings_dir: PathBuf,
     store: Store,
+    /// Which recorder writes the run (`native`, `ffmpeg`), noted in each row.
+    recorder: &'static str,
     /// Wall time (ms) of the run's stream time 0: set at its first segment, then moved
     /// toward the wall clock at each segment by at most `MAX_SLEW_PPM` of its duration.
     anchor_ms: Option<i64>,
@@ -35,12 +37,13 @@ pub struct SegmentIndexer {
 }
 
 impl SegmentIndexer {
-    /// An indexer for a new run of `camera`'s recorder.
-    pub fn new(camera: &str, recordings_dir: &Path, store: Store) -> Self {
+    /// An indexer for a new run of `camera`'s recorder, `recorder` (`native`, `ffmpeg`).
+    pub fn new(camera: &str, recordings_dir: &Path, store: Store, recorder: &'static str) -> Self {
         Self {
             camera: camera.to_string(),
             recordings_dir: recordings_dir.to_path_buf(),
             store,
+            recorder,
             anchor_ms: None,
             last_end: None,
             opened: VecDeque::new(),
@@ -95,7 +98,7 @@ impl SegmentIndexer {
             }
         }
         let stored = self.store.call({
-            let (segment, stamp) = (segment.clone(), ClockStamp::now());
+            let (segment, stamp, recorder) = (segment.clone(), ClockStamp::now(), self.recorder);
             move |conn| {
                 if overwritten {
                     index::replace_segment(conn, &segment)?;
@@ -103,7 +106,8 @@ impl SegmentIndexer {
                     // Refused (a row of another run has this path): its stamp stays too.
                     return Err(rusqlite::Error::QueryReturnedNoRows);
                 }
-                index::stamp_clock(conn, &segment.path, &stamp)
+                index::stamp_clock(conn, &segment.path, &stamp)?;
+                index::stamp_recorder(conn, &segment.path, recorder)
             }
         });
         let (camera, path, duration_ms) = (&self.camera, &segment.path, end.0 - start.0);

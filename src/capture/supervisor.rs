@@ -8,6 +8,7 @@ use super::controls::{Controls, Hold, Signal};
 use super::ffmpeg::{self, RecorderPlan};
 use super::health::CameraHealth;
 use super::modes::InForce;
+use super::native;
 use super::recorder;
 use super::segments::ensure_day_dirs;
 use super::source::Source;
@@ -90,6 +91,15 @@ pub(super) enum Outcome {
 pub(super) struct Camera<'a> {
     pub(super) health: &'a mut CameraHealth,
     pub(super) measures: &'a mut Measures,
+}
+
+/// A pipe for the sampler's stream: its reading end for the sampler, its writing end for
+/// the native recorder.
+fn sample_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    let (reader, writer) = std::io::pipe()?;
+    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())?;
+    let sender = tokio::net::unix::pipe::Sender::from_owned_fd(writer.into())?;
+    Ok((receiver, sender))
 }
 
 impl CameraSupervisor {
@@ -200,6 +210,11 @@ impl CameraSupervisor {
         // Started at once: the run's token keeps its file names apart from the last run's,
         // even within the same second.
         let run = crate::recording::layout::run_token(UnixMs::now());
+        if let Source::Rtsp(url) = &self.source
+            && self.camera.native_capture()
+        {
+            return self.record_natively(url, run, camera, controls, runs).await;
+        }
         let (mut capture, mut v4l2) = (None, self.camera.v4l2.clone());
         if let Source::V4l2(device) = &self.source {
             match super::v4l2::open(&self.camera, device).await {
@@ -232,6 +247,42 @@ impl CameraSupervisor {
         }
         camera.measures.format = v4l2.filter(|_| matches!(self.source, Source::V4l2(_)));
         self.watch(recorder, camera, controls, runs).await
+    }
+
+    /// One run of the native recorder.
+    async fn record_natively(
+        &self,
+        url: &str,
+        run: String,
+        camera: &mut Camera<'_>,
+        controls: &mut Controls,
+        runs: RunKind,
+    ) -> Outcome {
+        let sample = match &self.sampler {
+            Some(sampler) => match sample_pipe() {
+                Ok((receiver, sender)) => {
+                    let _ = sampler.try_send(SamplerInput::Stream(receiver));
+                    Some(sender)
+                }
+                Err(e) => {
+                    tracing::error!(camera = %self.id(), error = %e, "sampler stream unavailable");
+                    None
+                }
+            },
+            None => None,
+        };
+        let plan = native::NativePlan {
+            camera: self.id().to_string(),
+            url: url.to_string(),
+            segment_s: self.camera.segment_s,
+            recordings_dir: self.recordings_dir.clone(),
+            run,
+            segments: runs == RunKind::Recording,
+            sample,
+        };
+        tracing::debug!(camera = %self.id(), "starting the native recorder");
+        camera.measures.format = None;
+        self.watch(native::spawn(plan), camera, controls, runs).await
     }
 
     fn not_started(&self, health: &mut CameraHealth, why: String) -> Outcome {

@@ -2,9 +2,10 @@
 //! progress, the stall watchdog, and what the camera's controls say meanwhile.
 
 use super::controls::{Controls, Signal};
-use super::ffmpeg::{self, StderrLine};
+use super::ffmpeg::{self, ListedSegment, StderrLine};
 use super::health::{CameraHealth, CameraState};
-use super::recorder::{self, Feeder, Recorder};
+use super::native::NativeEvent;
+use super::recorder::{self, Feeder, Process, Recorder};
 use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
 use super::supervisor::{Camera, CameraSupervisor, Outcome, RunKind};
 use crate::sampler::camera::SamplerInput;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// No progress for this long means the source stalled: ffmpeg is restarted.
@@ -43,10 +45,12 @@ impl CameraSupervisor {
         controls: &mut Controls,
         runs: RunKind,
     ) -> Outcome {
-        let Recorder { mut child, stdout, stderr, feeder } = recorder;
+        let Recorder { mut process, stdout, stderr, events, feeder } = recorder;
+        let kind = if events.is_some() { "native" } else { "ffmpeg" };
         let mut watching = Watching {
-            list: Some(BufReader::new(stdout).lines()),
-            log: Some(BufReader::new(stderr).lines()),
+            list: stdout.map(|out| BufReader::new(out).lines()),
+            log: stderr.map(|err| BufReader::new(err).lines()),
+            events,
             feeder,
             run: Run {
                 started: Instant::now(),
@@ -55,11 +59,11 @@ impl CameraSupervisor {
                 fps: 0.0,
                 video: None,
                 delivered: false,
-                segments: SegmentIndexer::new(self.id(), &self.recordings_dir, self.store.clone()),
+                segments: SegmentIndexer::new(self.id(), &self.recordings_dir, self.store.clone(), kind),
             },
             logged: (Instant::now(), 0),
             stopping: None,
-            why: String::from("ffmpeg exited"),
+            why: String::new(),
             last_state_publish: Instant::now(),
             paused: false,
             runs,
@@ -67,8 +71,13 @@ impl CameraSupervisor {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut clock_steps = self.clock_steps.clone();
         clock_steps.mark_unchanged();
-        while watching.list.is_some() || watching.log.is_some() {
+        while watching.list.is_some() || watching.log.is_some() || watching.events.is_some() {
             tokio::select! {
+                event = next_event(&mut watching.events) => match event {
+                    Some(NativeEvent::Said(line)) => self.on_said(line, &mut watching, camera).await,
+                    Some(NativeEvent::Closed(listed)) => self.on_listed(listed, &mut watching, camera).await,
+                    None => watching.events = None,
+                },
                 line = next_line(&mut watching.list) => match line {
                     Some(line) => self.on_list_line(&line, &mut watching, camera).await,
                     None => watching.list = None,
@@ -77,7 +86,7 @@ impl CameraSupervisor {
                     Some(line) => self.on_log_line(&line, &mut watching, camera).await,
                     None => watching.log = None,
                 },
-                _ = tick.tick() => self.on_tick(&mut watching, &mut child, camera).await,
+                _ = tick.tick() => self.on_tick(&mut watching, &mut process, camera).await,
                 signal = controls.next(), if watching.stopping.is_none() => {
                     self.on_signal(signal, &mut watching, camera, controls).await;
                 }
@@ -90,7 +99,7 @@ impl CameraSupervisor {
             }
         }
         recorder::finish(watching.feeder.take()).await;
-        let status = child.wait().await;
+        let ended = process.wait().await;
         self.states.set_writing(self.id(), None);
         if controls.stopping() {
             return Outcome::Stopped;
@@ -98,13 +107,7 @@ impl CameraSupervisor {
         if watching.paused {
             return Outcome::Paused;
         }
-        let mut why = watching.why;
-        if why == "ffmpeg exited" {
-            why = match status {
-                Ok(status) => format!("ffmpeg exited ({status})"),
-                Err(e) => format!("ffmpeg lost: {e}"),
-            };
-        }
+        let why = if watching.why.is_empty() { ended } else { watching.why };
         Outcome::Failed { why, ran: watching.run.started.elapsed(), delivered: watching.run.delivered }
     }
 
@@ -141,7 +144,13 @@ impl CameraSupervisor {
 
     /// A line of the segment list: a closed segment, indexed at once.
     async fn on_list_line(&self, line: &str, watching: &mut Watching, camera: &mut Camera<'_>) {
-        let Some(listed) = ffmpeg::parse_segment_list_line(line) else { return };
+        if let Some(listed) = ffmpeg::parse_segment_list_line(line) {
+            self.on_listed(listed, watching, camera).await;
+        }
+    }
+
+    /// A closed segment, indexed at once.
+    async fn on_listed(&self, listed: ListedSegment, watching: &mut Watching, camera: &mut Camera<'_>) {
         let run = &mut watching.run;
         if let Some(segment) = run.segments.index(listed, run.video.as_ref()).await {
             let duration_ms = (segment.end.0 - segment.start.0).max(1);
@@ -156,7 +165,12 @@ impl CameraSupervisor {
 
     /// A line of ffmpeg's log: progress, files opened, errors.
     async fn on_log_line(&self, line: &str, watching: &mut Watching, camera: &mut Camera<'_>) {
-        if let Some(message) = self.on_stderr(line, &mut watching.run, camera.health, &mut watching.logged) {
+        self.on_said(ffmpeg::parse_stderr_line(line), watching, camera).await;
+    }
+
+    /// What the recorder said: progress, files opened, errors.
+    async fn on_said(&self, said: StderrLine, watching: &mut Watching, camera: &mut Camera<'_>) {
+        if let Some(message) = self.on_stderr(said, &mut watching.run, camera.health, &mut watching.logged) {
             watching.why = message;
         }
         if watching.run.delivered
@@ -170,11 +184,11 @@ impl CameraSupervisor {
     }
 
     /// Once a second: the heartbeat, the stall watchdog, the stop grace, the state refresh.
-    async fn on_tick(&self, watching: &mut Watching, child: &mut tokio::process::Child, camera: &mut Camera<'_>) {
+    async fn on_tick(&self, watching: &mut Watching, process: &mut Process, camera: &mut Camera<'_>) {
         self.heartbeat.beat();
         if let Some(since) = watching.stopping {
             if since.elapsed() > STOP_GRACE {
-                let _ = child.start_kill();
+                process.kill();
             }
         } else if watching.run.last_progress.elapsed() > STALL_TIMEOUT {
             tracing::warn!(camera = %self.id(), "recorder stalled, restarting");
@@ -187,15 +201,15 @@ impl CameraSupervisor {
         }
     }
 
-    /// Handles one stderr line; returns an error message worth keeping as the failure reason.
+    /// Handles what the recorder said; returns an error message worth keeping as the failure reason.
     fn on_stderr(
         &self,
-        line: &str,
+        said: StderrLine,
         run: &mut Run,
         health: &mut CameraHealth,
         logged: &mut (Instant, u32),
     ) -> Option<String> {
-        match ffmpeg::parse_stderr_line(line) {
+        match said {
             StderrLine::Progress(key, value) => {
                 match key.as_str() {
                     "out_time_us" => {
@@ -247,6 +261,7 @@ impl CameraSupervisor {
 struct Watching {
     list: Option<Lines<BufReader<ChildStdout>>>,
     log: Option<Lines<BufReader<ChildStderr>>>,
+    events: Option<mpsc::Receiver<NativeEvent>>,
     feeder: Option<Feeder>,
     run: Run,
     logged: (Instant, u32),
@@ -269,6 +284,13 @@ impl Watching {
 async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Option<Lines<R>>) -> Option<String> {
     match lines {
         Some(lines) => lines.next_line().await.ok().flatten(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_event(events: &mut Option<mpsc::Receiver<NativeEvent>>) -> Option<NativeEvent> {
+    match events {
+        Some(events) => events.recv().await,
         None => std::future::pending().await,
     }
 }

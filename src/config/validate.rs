@@ -3,7 +3,8 @@
 
 use super::board::BoardLimits;
 use super::schema::{
-    CameraConfig, Config, DAY_MINUTES, DestinationConfig, DestinationKind, Point, SnapshotSchedule, ZoneConfig,
+    CameraConfig, CaptureMode, Config, DAY_MINUTES, DestinationConfig, DestinationKind, Point, SnapshotSchedule,
+    ZoneConfig,
 };
 use crate::protocol::rules::{is_label, is_slug, is_token, is_topic_level, is_topic_prefix};
 use std::collections::HashSet;
@@ -145,6 +146,9 @@ fn validate_camera(camera: &CameraConfig, key: &str, limits: &BoardLimits, p: &m
         } else if camera.sample_fps == 0.0 {
             p.add(format!("{key}.sample_source"), "is only used when sample_fps is above 0");
         }
+    }
+    if camera.capture == Some(CaptureMode::Native) && !source.starts_with("rtsp://") {
+        p.add(format!("{key}.capture"), "\"native\" takes rtsp:// sources only: use \"ffmpeg\" for this source");
     }
     if camera.password_file.is_some() && !network {
         p.add(format!("{key}.password_file"), "is only used with network (rtsp/http) sources");

@@ -174,6 +174,11 @@ pub fn stamp_clock(conn: &Connection, path: &str, stamp: &ClockStamp) -> rusqlit
     )
 }
 
+/// Notes which recorder (`native`, `ffmpeg`) wrote the row of `path`.
+pub fn stamp_recorder(conn: &Connection, path: &str, recorder: &str) -> rusqlite::Result<usize> {
+    conn.execute("UPDATE segments SET recorder = ?2 WHERE path = ?1", params![path, recorder])
+}
+
 /// Of the rows `ids`, those closed in boot `boot_id`, with their boot-clock close time (ms).
 pub fn closed_in_boot(conn: &Connection, ids: &[i64], boot_id: &str) -> rusqlite::Result<Vec<(i64, i64)>> {
     let mut stmt = conn.prepare_cached("SELECT boot_ms FROM segments WHERE id = ?1 AND boot_id = ?2")?;

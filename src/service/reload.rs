@@ -58,6 +58,7 @@ pub struct ReloadPlan {
 fn capture_changed(old: &CameraConfig, new: &CameraConfig) -> bool {
     old.source != new.source
         || old.password_file != new.password_file
+        || old.capture != new.capture
         || old.segment_s != new.segment_s
         || old.v4l2 != new.v4l2
         || old.sample_width != new.sample_width

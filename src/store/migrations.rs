@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_segment_clock", include_str!("../../migrations/0008_segment_clock.sql")),
     ("0009_ha_advertised", include_str!("../../migrations/0009_ha_advertised.sql")),
     ("0010_snapshots", include_str!("../../migrations/0010_snapshots.sql")),
+    ("0011_segment_recorder", include_str!("../../migrations/0011_segment_recorder.sql")),
 ];
 
 /// Applies the migrations `conn` lacks; refuses a database from a newer binary.

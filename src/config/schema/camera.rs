@@ -28,6 +28,16 @@ impl RecordMode {
     }
 }
 
+/// Which recorder takes a camera's stream.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// In process: the RTSP client receives, the service writes the segments.
+    Native,
+    /// One ffmpeg per camera.
+    Ffmpeg,
+}
+
 /// One `[[camera]]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +50,8 @@ pub struct CameraConfig {
     pub source: String,
     /// File with the password spliced into the source URL.
     pub password_file: Option<PathBuf>,
+    /// The recorder: `native` (the default for `rtsp://`) or `ffmpeg` (every other source).
+    pub capture: Option<CaptureMode>,
     /// Recording mode.
     #[serde(default)]
     pub record: RecordMode,
@@ -79,6 +91,12 @@ impl CameraConfig {
     /// `retain_days`, the rest as pre-roll.
     pub fn may_record_events(&self) -> bool {
         self.record == RecordMode::Events || self.schedule.iter().any(|w| w.record == RecordMode::Events)
+    }
+
+    /// Whether the in-process recorder takes this camera: `rtsp://` sources unless
+    /// `capture = "ffmpeg"`.
+    pub fn native_capture(&self) -> bool {
+        self.source.starts_with("rtsp://") && self.capture != Some(CaptureMode::Ffmpeg)
     }
 
     /// Whether the camera records at some time (its `record`, or a window of its schedule).

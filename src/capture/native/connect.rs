@@ -1,0 +1,85 @@
+//! Opening a camera's RTSP session with retina: the credentials taken out of
+//! the URL (they stay in this process, never in an argv or a log), the first
+//! H.264 or H.265 video stream set up over TCP with MP4 framing, and play.
+
+use percent_encoding::percent_decode_str;
+use retina::client::{Credentials, Demuxed, PlayOptions, SessionOptions, SetupOptions, Transport};
+use retina::codec::FrameFormat;
+use std::time::Duration;
+use url::Url;
+
+/// How long connecting, DESCRIBE, SETUP and PLAY may take together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A playing session and which of its streams is the video recorded.
+pub struct Playing {
+    /// Frames of the session.
+    pub demuxed: Demuxed,
+    /// The video stream's index.
+    pub video: usize,
+    /// `h264` or `hevc` (ffmpeg's names, as the index and the sampler use them).
+    pub codec: &'static str,
+}
+
+/// Splits `url` (with the password spliced in) into the URL to ask and its credentials.
+pub fn split_credentials(url: &str) -> Result<(Url, Option<Credentials>), String> {
+    let mut url = Url::parse(url).map_err(|e| format!("bad camera URL: {e}"))?;
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let creds = (!url.username().is_empty() || url.password().is_some())
+        .then(|| Credentials { username: decode(url.username()), password: decode(url.password().unwrap_or("")) });
+    // Setting an empty user and no password cannot fail on an rtsp:// URL with a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, creds))
+}
+
+/// Connects to the camera at `url` and plays its video.
+pub async fn play(url: Url, creds: Option<Credentials>) -> Result<Playing, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open(url, creds)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer from the camera within {} s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+async fn open(url: Url, creds: Option<Credentials>) -> Result<Playing, String> {
+    let options =
+        SessionOptions::default().creds(creds).user_agent(format!("heldar-edge/{}", env!("CARGO_PKG_VERSION")));
+    let mut session = retina::client::Session::describe(url, options).await.map_err(|e| e.to_string())?;
+    let found = session.streams().iter().enumerate().find_map(|(i, s)| {
+        let codec = match (s.media(), s.encoding_name()) {
+            ("video", "h264") => "h264",
+            ("video", "h265") => "hevc",
+            _ => return None,
+        };
+        Some((i, codec))
+    });
+    let Some((video, codec)) = found else {
+        let offered: Vec<String> =
+            session.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
+        return Err(format!(
+            "the camera offers no H.264 or H.265 video ({}): set capture = \"ffmpeg\" for it",
+            offered.join(", ")
+        ));
+    };
+    let setup = SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(FrameFormat::MP4);
+    session.setup(video, setup).await.map_err(|e| e.to_string())?;
+    let playing = session.play(PlayOptions::default()).await.map_err(|e| e.to_string())?;
+    let demuxed = playing.demuxed().map_err(|e| e.to_string())?;
+    Ok(Playing { demuxed, video, codec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let (url, creds) = split_credentials("rtsp://viewer:p%40ss%2Fw%3Ard@10.0.0.5:554/s1?x=1").expect("url");
+        assert_eq!(url.as_str(), "rtsp://10.0.0.5:554/s1?x=1");
+        let creds = creds.expect("creds");
+        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("viewer", "p@ss/w:rd"));
+        let (url, creds) = split_credentials("rtsp://10.0.0.5/s1").expect("url");
+        assert_eq!((url.as_str(), creds), ("rtsp://10.0.0.5/s1", None));
+        assert!(split_credentials("rtsp://[bad").is_err());
+    }
+}

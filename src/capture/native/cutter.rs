@@ -1,0 +1,238 @@
+//! Where the native recorder's segments and fragments end, as a pure state
+//! machine over the frames received: a segment starts at a key frame and is
+//! cut at the first key frame on or past each `segment_s` point of a grid
+//! from the run's first key frame; a fragment is flushed once it holds a second of video. A frame's
+//! duration is known when the next one comes, so one frame is always held.
+
+use super::fmp4::{self, Sample};
+
+/// Longest a frame may last: a longer pause of the camera is a hole, not a frame.
+const MAX_FRAME_TICKS: i64 = 10 * fmp4::TIMESCALE as i64;
+/// A fragment is flushed at this size even before its second is full: a camera's hostile
+/// bit rate cannot grow the recorder's memory.
+pub const MAX_FRAGMENT_BYTES: usize = 8 << 20;
+
+/// A frame as received: its time in ticks since the run started, and its data (NAL units,
+/// each behind its 4-byte length).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Ticks (1/90000 s) since the run's first frame.
+    pub ticks: i64,
+    /// A key frame.
+    pub key: bool,
+    /// The frame's bytes.
+    pub data: Vec<u8>,
+}
+
+/// What the recorder must do next, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Open a new segment file (and write its init part) for a segment starting at `start`.
+    Open {
+        /// Ticks since the run started.
+        start: i64,
+    },
+    /// Append this fragment to the open segment.
+    Fragment(Vec<u8>),
+    /// The open segment is complete.
+    Close {
+        /// Ticks since the run started.
+        start: i64,
+        /// Ticks since the run started.
+        end: i64,
+    },
+}
+
+/// The segment being written.
+struct Open {
+    start: i64,
+    /// Ticks of video written to it so far (fragments flushed and the one being built).
+    decode_time: i64,
+    /// Decode time at the start of the fragment being built.
+    fragment_start: i64,
+    sequence: u32,
+    samples: Vec<Sample>,
+    data: Vec<u8>,
+}
+
+/// Cuts one run's frames into segments and fragments.
+pub struct Cutter {
+    segment_ticks: i64,
+    fragment_ticks: i64,
+    /// The grid point the next cut waits for; the grid starts at the run's first key frame.
+    next_cut: Option<i64>,
+    open: Option<Open>,
+    held: Option<Frame>,
+    last_duration: i64,
+    /// Frames dropped before the first key frame.
+    pub skipped: u64,
+}
+
+impl Cutter {
+    /// A cutter for segments of `segment_s` seconds in fragments of about a second.
+    pub fn new(segment_s: u64) -> Self {
+        let second = i64::from(fmp4::TIMESCALE);
+        Self {
+            segment_ticks: (segment_s.max(1) as i64) * second,
+            fragment_ticks: second,
+            next_cut: None,
+            open: None,
+            held: None,
+            last_duration: second / 30,
+            skipped: 0,
+        }
+    }
+
+    /// Whether a segment is open.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Takes the next frame; returns what to do.
+    pub fn push(&mut self, frame: Frame) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let Some(held) = self.held.take() else {
+            if frame.key {
+                steps.push(Step::Open { start: frame.ticks });
+                self.start(frame.ticks);
+                self.held = Some(frame);
+            } else {
+                self.skipped += 1;
+            }
+            return steps;
+        };
+        let duration = (frame.ticks - held.ticks).clamp(1, MAX_FRAME_TICKS);
+        self.last_duration = duration;
+        self.append(held, duration);
+        if frame.key && self.next_cut.is_some_and(|cut| frame.ticks >= cut) {
+            steps.extend(self.close());
+            steps.push(Step::Open { start: frame.ticks });
+            self.start(frame.ticks);
+        } else if let Some(open) = &mut self.open
+            && (open.decode_time - open.fragment_start >= self.fragment_ticks || open.data.len() >= MAX_FRAGMENT_BYTES)
+        {
+            steps.push(Step::Fragment(flush(open)));
+        }
+        self.held = Some(frame);
+        steps
+    }
+
+    /// Ends the run: the held frame lasts as long as the one before it, and the segment closes.
+    pub fn finish(&mut self) -> Vec<Step> {
+        if let Some(held) = self.held.take() {
+            self.append(held, self.last_duration);
+        }
+        self.close()
+    }
+
+    fn start(&mut self, at: i64) {
+        let mut cut = self.next_cut.unwrap_or(at);
+        while cut <= at {
+            cut += self.segment_ticks;
+        }
+        self.next_cut = Some(cut);
+        self.open = Some(Open {
+            start: at,
+            decode_time: 0,
+            fragment_start: 0,
+            sequence: 0,
+            samples: Vec::new(),
+            data: Vec::new(),
+        });
+    }
+
+    fn append(&mut self, frame: Frame, duration: i64) {
+        let Some(open) = &mut self.open else { return };
+        open.samples.push(Sample { duration: duration as u32, size: frame.data.len() as u32, key: frame.key });
+        open.data.extend_from_slice(&frame.data);
+        open.decode_time += duration;
+    }
+
+    fn close(&mut self) -> Vec<Step> {
+        let Some(mut open) = self.open.take() else { return Vec::new() };
+        let mut steps = Vec::new();
+        if !open.samples.is_empty() {
+            steps.push(Step::Fragment(flush(&mut open)));
+        }
+        steps.push(Step::Close { start: open.start, end: open.start + open.decode_time });
+        steps
+    }
+}
+
+/// The fragment of the samples gathered so far.
+fn flush(open: &mut Open) -> Vec<u8> {
+    open.sequence += 1;
+    let fragment = fmp4::fragment(open.sequence, open.fragment_start as u64, &open.samples, &open.data);
+    open.fragment_start = open.decode_time;
+    open.samples.clear();
+    open.data.clear();
+    fragment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK_30FPS: i64 = 3000;
+
+    fn frame(n: i64, key_every: i64) -> Frame {
+        Frame { ticks: n * TICK_30FPS, key: n % key_every == 0, data: vec![n as u8; 10] }
+    }
+
+    fn closes(steps: &[Step]) -> Vec<(i64, i64)> {
+        steps
+            .iter()
+            .filter_map(|s| if let Step::Close { start, end } = s { Some((*start, *end)) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn segments_start_at_key_frames_and_are_cut_on_the_grid() {
+        let mut cutter = Cutter::new(2);
+        let mut steps = Vec::new();
+        // Key frames every second (30 frames); the first frames before a key frame are skipped.
+        for n in 25..(30 * 7 + 5) {
+            steps.extend(cutter.push(frame(n, 30)));
+        }
+        steps.extend(cutter.finish());
+        assert_eq!(cutter.skipped, 5);
+        assert_eq!(steps.first(), Some(&Step::Open { start: 30 * TICK_30FPS }));
+        let second = 90_000;
+        assert_eq!(
+            closes(&steps),
+            vec![
+                (second, 3 * second),
+                (3 * second, 5 * second),
+                (5 * second, 7 * second),
+                (7 * second, 7 * second + 5 * TICK_30FPS)
+            ]
+        );
+        // About a fragment a second.
+        let fragments = steps.iter().filter(|s| matches!(s, Step::Fragment(_))).count();
+        assert!((6..=8).contains(&fragments), "{fragments} fragments");
+    }
+
+    #[test]
+    fn a_long_gop_cuts_at_its_key_frames_and_bad_times_never_collapse() {
+        let mut cutter = Cutter::new(2);
+        let mut steps = Vec::new();
+        // Key frames every 3 s, then a camera whose clock goes backwards by a frame.
+        for n in 0..200 {
+            steps.extend(cutter.push(frame(n, 90)));
+        }
+        steps.extend(cutter.push(Frame { ticks: 199 * TICK_30FPS, key: false, data: vec![0; 4] }));
+        steps.extend(cutter.finish());
+        let closed = closes(&steps);
+        assert_eq!(closed[0], (0, 270_000));
+        assert_eq!(closed[1], (270_000, 540_000));
+        assert!(closed.iter().all(|(start, end)| end > start));
+    }
+
+    #[test]
+    fn a_hostile_bit_rate_flushes_early() {
+        let mut cutter = Cutter::new(60);
+        let big = |n: i64| Frame { ticks: n, key: n == 0, data: vec![0; MAX_FRAGMENT_BYTES / 2 + 1] };
+        let steps: Vec<Step> = (0..4).flat_map(|n| cutter.push(big(n))).collect();
+        assert!(steps.iter().any(|s| matches!(s, Step::Fragment(_))), "flushed before a second of video");
+    }
+}

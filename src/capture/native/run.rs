@@ -1,0 +1,243 @@
+//! One run of the native recorder: play the camera, cut its frames into
+//! segments (`cutter.rs`), write them (`files.rs`), pass the frames to the
+//! sampler (`sample.rs`), and say what happens; until told to stop, the
+//! camera goes quiet or an error ends it. The open segment is always closed
+//! and listed, so it is indexed like any other.
+
+use super::NativeEvent;
+use super::connect::{self, Playing};
+use super::cutter::{Cutter, Frame, Step};
+use super::files::{self, SegmentFile};
+use super::fmp4;
+use super::sample::SampleStream;
+use crate::capture::ffmpeg::{ListedSegment, StderrLine};
+use crate::capture::recorder::{Feeder, Process, Recorder};
+use crate::wallclock::UnixMs;
+use futures::StreamExt;
+use retina::codec::{CodecItem, VideoFrame, VideoParameters};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot};
+
+/// No frame for this long: the camera is gone.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events waiting for the supervisor, at most; progress is dropped beyond.
+const EVENTS: usize = 64;
+
+/// What one native run records.
+pub struct NativePlan {
+    /// Camera id.
+    pub camera: String,
+    /// The `rtsp://` URL, password spliced in (it is taken out again before connecting).
+    pub url: String,
+    /// Segment length in seconds.
+    pub segment_s: u64,
+    /// Root of all segments.
+    pub recordings_dir: PathBuf,
+    /// This run's token in the segment names.
+    pub run: String,
+    /// Write segments; without, only the sampler's stream is written.
+    pub segments: bool,
+    /// The sampler's end of its stream, when the camera is sampled.
+    pub sample: Option<pipe::Sender>,
+}
+
+/// Starts a run of `plan`.
+pub fn spawn(plan: NativePlan) -> Recorder {
+    let (events, receiver) = mpsc::channel(EVENTS);
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let why = match record(plan, &events, stopped).await {
+            Ok(()) => "stopped".to_string(),
+            Err(why) => {
+                let _ = events.send(NativeEvent::Said(StderrLine::Error(why.clone()))).await;
+                why
+            }
+        };
+        drop(events);
+        why
+    });
+    Recorder {
+        process: Process::Native(task),
+        stdout: None,
+        stderr: None,
+        events: Some(receiver),
+        feeder: Some(Feeder::Stop(stop)),
+    }
+}
+
+async fn record(
+    mut plan: NativePlan,
+    events: &mpsc::Sender<NativeEvent>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let (url, creds) = connect::split_credentials(&plan.url)?;
+    let Playing { mut demuxed, video, codec } = tokio::select! {
+        _ = &mut stop => return Ok(()),
+        playing = connect::play(url, creds) => playing?,
+    };
+    let sample = plan.sample.take().map(|pipe| SampleStream::new(pipe, codec));
+    let mut recording = Recording::new(&plan, events, codec, sample);
+    let ended = loop {
+        let item = tokio::select! {
+            _ = &mut stop => break Ok(()),
+            item = tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()) => item,
+        };
+        match item {
+            Err(_) => break Err(format!("no frame from the camera for {} s", FRAME_TIMEOUT.as_secs())),
+            Ok(None) => break Err("the camera ended the session".to_string()),
+            Ok(Some(Err(e))) => break Err(e.to_string()),
+            Ok(Some(Ok(CodecItem::VideoFrame(frame)))) if frame.stream_id() == video => {
+                let params = match demuxed.streams()[video].parameters() {
+                    Some(retina::codec::ParametersRef::Video(params)) => Some(params.clone()),
+                    _ => None,
+                }
+                .filter(|_| frame.has_new_parameters() || recording.params.is_none());
+                if let Err(why) = recording.frame(frame, params).await {
+                    break Err(why);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    };
+    let closed = recording.finish().await;
+    ended.and(closed)
+}
+
+/// The state of one run.
+struct Recording<'a> {
+    plan: &'a NativePlan,
+    events: &'a mpsc::Sender<NativeEvent>,
+    codec: &'static str,
+    cutter: Cutter,
+    params: Option<VideoParameters>,
+    init: Vec<u8>,
+    file: Option<SegmentFile>,
+    sample: Option<SampleStream>,
+    first_ticks: Option<i64>,
+    /// Frames since the last progress report, and the stream time of that report.
+    frames: (u32, i64),
+}
+
+impl<'a> Recording<'a> {
+    fn new(
+        plan: &'a NativePlan,
+        events: &'a mpsc::Sender<NativeEvent>,
+        codec: &'static str,
+        sample: Option<SampleStream>,
+    ) -> Self {
+        Self {
+            plan,
+            events,
+            codec,
+            cutter: Cutter::new(plan.segment_s),
+            params: None,
+            init: Vec::new(),
+            file: None,
+            sample,
+            first_ticks: None,
+            frames: (0, 0),
+        }
+    }
+
+    /// One video frame; `params` are the stream's parameters when they are new.
+    async fn frame(&mut self, frame: VideoFrame, params: Option<VideoParameters>) -> Result<(), String> {
+        if let Some(params) = params
+            && self.params.as_ref() != Some(&params)
+        {
+            self.new_parameters(params).await?;
+        }
+        if self.params.is_none() {
+            return Ok(());
+        }
+        let ticks = frame.timestamp().elapsed() - *self.first_ticks.get_or_insert(frame.timestamp().elapsed());
+        let key = frame.is_random_access_point();
+        if let Some(sample) = &mut self.sample
+            && !sample.frame(ticks, key, frame.data())
+        {
+            self.sample = None;
+        }
+        self.progress(ticks);
+        if self.plan.segments {
+            let steps = self.cutter.push(Frame { ticks, key, data: frame.into_data() });
+            self.apply(steps).await?;
+        }
+        Ok(())
+    }
+
+    /// New parameters: a segment open under the old ones closes, the next opens with a new
+    /// init part (a new picture size or new parameter sets need their own sample entry).
+    async fn new_parameters(&mut self, params: VideoParameters) -> Result<(), String> {
+        let entry = params.mp4_sample_entry().build().map_err(|e| format!("unusable video parameters: {e}"))?;
+        let steps = self.cutter.finish();
+        self.apply(steps).await?;
+        let (width, height) = params.pixel_dimensions();
+        self.init = fmp4::init_segment(&entry, width, height);
+        if let Some(sample) = &mut self.sample {
+            sample.set_parameters(params.codec_params());
+        }
+        tracing::debug!(camera = %self.plan.camera, codec = params.rfc6381_codec(), width, height, "video parameters");
+        self.say(StderrLine::Video(self.codec.to_string(), width, height)).await;
+        self.params = Some(params);
+        Ok(())
+    }
+
+    /// Reports progress about once a second of stream: the supervisor's stall watchdog and
+    /// the camera's fps follow it.
+    fn progress(&mut self, ticks: i64) {
+        self.frames.0 += 1;
+        let span = ticks - self.frames.1;
+        if span < i64::from(fmp4::TIMESCALE) && self.frames.0 > 1 {
+            return;
+        }
+        let fps = f64::from(self.frames.0) * f64::from(fmp4::TIMESCALE) / span.max(1) as f64;
+        let progress = [("fps", format!("{fps:.1}")), ("out_time_us", (ticks * 1000 / 90).to_string())];
+        for (key, value) in progress {
+            let _ = self.events.try_send(NativeEvent::Said(StderrLine::Progress(key.to_string(), value)));
+        }
+        self.frames = (0, ticks);
+    }
+
+    async fn apply(&mut self, steps: Vec<Step>) -> Result<(), String> {
+        for step in steps {
+            match step {
+                Step::Open { .. } => {
+                    let plan = self.plan;
+                    let file = files::create(&plan.recordings_dir, &plan.camera, &plan.run, UnixMs::now(), &self.init)
+                        .await
+                        .map_err(|e| format!("cannot create a segment under {}: {e}", plan.recordings_dir.display()))?;
+                    self.say(StderrLine::Opening(file.path.to_string_lossy().into_owned())).await;
+                    self.file = Some(file);
+                }
+                Step::Fragment(bytes) => {
+                    if let Some(file) = &mut self.file {
+                        file.append(&bytes).await.map_err(|e| format!("cannot write {}: {e}", file.path.display()))?;
+                    }
+                }
+                Step::Close { start, end } => {
+                    if let Some(file) = self.file.take() {
+                        let second = f64::from(fmp4::TIMESCALE);
+                        let listed = ListedSegment {
+                            file: file.name(),
+                            start_s: start as f64 / second,
+                            end_s: end as f64 / second,
+                        };
+                        let _ = self.events.send(NativeEvent::Closed(listed)).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment.
+    async fn finish(&mut self) -> Result<(), String> {
+        let steps = self.cutter.finish();
+        self.apply(steps).await
+    }
+
+    async fn say(&self, line: StderrLine) {
+        let _ = self.events.send(NativeEvent::Said(line)).await;
+    }
+}
