@@ -480,7 +480,12 @@ impl RtspCamera {
 
     /// The open stream.
     pub fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
+        self.url_of("cam")
+    }
+
+    /// Another open stream: `cam265`, `cam-audio`, `cam265-audio` or `cam-resize`.
+    pub fn url_of(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.port)
     }
 }
 

@@ -24,6 +24,24 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// Whether an H.265 frame (NAL units behind 4-byte lengths) is a random access point:
+/// its first picture NAL is an IRAP (BLA, IDR or CRA). retina counts only IDR, but many
+/// encoders start each GOP with a CRA, where a decoder can start as well.
+pub fn hevc_irap(data: &[u8]) -> bool {
+    let mut rest = data;
+    while rest.len() > 4 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let Some(nal) = rest.get(4..4 + len) else { return false };
+        let kind = nal.first().map_or(63, |b| (b >> 1) & 0x3f);
+        // 0..=31 are pictures (VCL); 16..=23 of them are IRAP.
+        if kind < 32 {
+            return (16..=23).contains(&kind);
+        }
+        rest = &rest[4 + len..];
+    }
+    false
+}
+
 /// What the recorder must do next, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -172,6 +190,18 @@ fn flush(open: &mut Open) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cra_or_idr_picture_is_an_hevc_random_access_point() {
+        let nal = |kind: u8, len: u8| [vec![0, 0, 0, len, kind << 1, 1], vec![0; usize::from(len) - 2]].concat();
+        // An SEI (39) before a CRA (21); an IDR (19); a trailing picture (1).
+        assert!(hevc_irap(&[nal(39, 4), nal(21, 6)].concat()));
+        assert!(hevc_irap(&nal(19, 3)));
+        assert!(!hevc_irap(&[nal(39, 4), nal(1, 6), nal(21, 3)].concat()));
+        // A length running past the end is not trusted.
+        assert!(!hevc_irap(&[0, 0, 0, 9, 21 << 1, 1]));
+        assert!(!hevc_irap(&[]));
+    }
 
     const TICK_30FPS: i64 = 3000;
 

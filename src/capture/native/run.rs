@@ -6,7 +6,7 @@
 
 use super::NativeEvent;
 use super::connect::{self, Playing};
-use super::cutter::{Cutter, Frame, Step};
+use super::cutter::{self, Cutter, Frame, Step};
 use super::files::{self, SegmentFile};
 use super::fmp4;
 use super::sample::SampleStream;
@@ -152,7 +152,7 @@ impl<'a> Recording<'a> {
             return Ok(());
         }
         let ticks = frame.timestamp().elapsed() - *self.first_ticks.get_or_insert(frame.timestamp().elapsed());
-        let key = frame.is_random_access_point();
+        let key = frame.is_random_access_point() || (self.codec == "hevc" && cutter::hevc_irap(frame.data()));
         if let Some(sample) = &mut self.sample
             && !sample.frame(ticks, key, frame.data())
         {
