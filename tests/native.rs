@@ -1,5 +1,5 @@
 //! The in-process RTSP recorder against GStreamer's RTSP server: H.264 and
-//! H.265, with and without audio, a camera that changes its picture size, and
+//! H.265, with and without AAC audio (recorded as a second track), a camera that changes its picture size, and
 //! `capture = "ffmpeg"` keeping the ffmpeg path. Every segment starts with a
 //! key frame, plays, lasts `segment_s` within a GOP, and its timestamps rise
 //! from the first frame.
@@ -79,11 +79,21 @@ async fn h264_and_h265_with_and_without_audio_record_natively_and_play() {
             assert_eq!(row.codec.as_deref(), Some(*codec), "{id}: {row:?}");
             assert_eq!((row.width, row.height), (Some(320), Some(240)), "{id}: {row:?}");
             check_segment(&node, row);
-            assert_eq!(streams(&node.segment_file(row))[0], format!("{codec},video"), "{id}");
+            let with_audio = id.ends_with('a');
+            let expected = [Some(format!("{codec},video")), with_audio.then(|| "aac,audio".to_string())];
+            let expected: Vec<String> = expected.into_iter().flatten().collect();
+            assert_eq!(streams(&node.segment_file(row)), expected, "{id}: {}", row.path);
         }
         for row in middle(&rows) {
             let seconds = (row.end_ms - row.start_ms) as f64 / 1000.0;
             assert!((seconds - SEGMENT_S).abs() <= GOP_S + 0.1, "{id}: a segment of {seconds} s: {row:?}");
+            if id.ends_with('a') {
+                // The sound covers the segment: no frame lost at the cuts.
+                let audio =
+                    probe(&node.segment_file(row), &["-select_streams", "a:0", "-show_entries", "stream=duration"]);
+                let audio: f64 = audio[0].trim_end_matches(',').parse().expect("audio duration");
+                assert!((audio - seconds).abs() < 0.15, "{id}: {audio} s of sound in {seconds} s: {}", row.path);
+            }
         }
         for pair in rows.windows(2) {
             assert!((pair[1].start_ms - pair[0].end_ms).abs() <= 50, "{id}: not contiguous: {pair:?}");

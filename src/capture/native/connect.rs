@@ -1,10 +1,12 @@
 //! Opening a camera's RTSP session with retina: the credentials taken out of
 //! the URL (they stay in this process, never in an argv or a log), the first
-//! H.264 or H.265 video stream set up over TCP with MP4 framing, and play.
+//! H.264 or H.265 video stream and the first AAC audio stream set up over TCP
+//! with MP4 framing, and play.
 
+use super::fmp4::AudioTrack;
 use percent_encoding::percent_decode_str;
 use retina::client::{Credentials, Demuxed, PlayOptions, SessionOptions, SetupOptions, Transport};
-use retina::codec::FrameFormat;
+use retina::codec::{FrameFormat, ParametersRef};
 use std::time::Duration;
 use url::Url;
 
@@ -17,6 +19,8 @@ pub struct Playing {
     pub demuxed: Demuxed,
     /// The video stream's index.
     pub video: usize,
+    /// The audio stream's index and its track, when the camera sends AAC that fits an MP4.
+    pub audio: Option<(usize, AudioTrack)>,
     /// `h264` or `hevc` (ffmpeg's names, as the index and the sampler use them).
     pub codec: &'static str,
 }
@@ -61,11 +65,31 @@ async fn open(url: Url, creds: Option<Credentials>) -> Result<Playing, String> {
             offered.join(", ")
         ));
     };
-    let setup = SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(FrameFormat::MP4);
-    session.setup(video, setup).await.map_err(|e| e.to_string())?;
+    let setup = || SetupOptions::default().transport(Transport::Tcp(Default::default())).frame_format(FrameFormat::MP4);
+    session.setup(video, setup()).await.map_err(|e| e.to_string())?;
+    let mut audio = aac_track(&session);
+    if let Some((stream, _)) = &audio
+        && let Err(e) = session.setup(*stream, setup()).await
+    {
+        // The video alone is still worth recording.
+        tracing::warn!(error = %e, "the camera's audio cannot be set up: recording video only");
+        audio = None;
+    }
     let playing = session.play(PlayOptions::default()).await.map_err(|e| e.to_string())?;
     let demuxed = playing.demuxed().map_err(|e| e.to_string())?;
-    Ok(Playing { demuxed, video, codec })
+    Ok(Playing { demuxed, video, audio, codec })
+}
+
+/// The first AAC stream of the session, with the `mp4a` entry its SDP gives.
+fn aac_track(session: &retina::client::Session<retina::client::Described>) -> Option<(usize, AudioTrack)> {
+    session.streams().iter().enumerate().find_map(|(i, s)| {
+        if s.media() != "audio" || s.encoding_name() != "mpeg4-generic" {
+            return None;
+        }
+        let Some(ParametersRef::Audio(params)) = s.parameters() else { return None };
+        let sample_entry = params.mp4_sample_entry().build().ok()?;
+        Some((i, AudioTrack { sample_entry, rate: params.clock_rate() }))
+    })
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //! from the run's first key frame; a fragment is flushed once it holds a second of video. A frame's
 //! duration is known when the next one comes, so one frame is always held.
 
-use super::fmp4::{self, Sample};
+use super::fmp4::{self, Run, Sample};
 
 /// Longest a frame may last: a longer pause of the camera is a hole, not a frame.
 const MAX_FRAME_TICKS: i64 = 10 * fmp4::TIMESCALE as i64;
 /// A fragment is flushed at this size even before its second is full: a camera's hostile
 /// bit rate cannot grow the recorder's memory.
 pub const MAX_FRAGMENT_BYTES: usize = 8 << 20;
+/// The audio of a fragment, at most: audio beyond is dropped (and counted).
+const MAX_FRAGMENT_AUDIO_BYTES: usize = 1 << 20;
 
 /// A frame as received: its time in ticks since the run started, and its data (NAL units,
 /// each behind its 4-byte length).
@@ -66,11 +68,13 @@ struct Open {
     start: i64,
     /// Ticks of video written to it so far (fragments flushed and the one being built).
     decode_time: i64,
-    /// Decode time at the start of the fragment being built.
-    fragment_start: i64,
     sequence: u32,
-    samples: Vec<Sample>,
-    data: Vec<u8>,
+    /// The fragment being built: its video, from `video.decode_time`.
+    video: Run,
+    /// Its audio, in the audio's ticks.
+    audio: Run,
+    /// Where the next audio sample goes when it follows the last without a gap.
+    audio_next: u64,
 }
 
 /// Cuts one run's frames into segments and fragments.
@@ -82,8 +86,12 @@ pub struct Cutter {
     open: Option<Open>,
     held: Option<Frame>,
     last_duration: i64,
+    /// The audio's ticks per second, when the segments carry audio.
+    audio_rate: Option<u32>,
     /// Frames dropped before the first key frame.
     pub skipped: u64,
+    /// Audio frames dropped: outside a segment, or beyond a fragment's bound.
+    pub audio_dropped: u64,
 }
 
 impl Cutter {
@@ -97,8 +105,42 @@ impl Cutter {
             open: None,
             held: None,
             last_duration: second / 30,
+            audio_rate: None,
             skipped: 0,
+            audio_dropped: 0,
         }
+    }
+
+    /// Segments opened from now on carry audio at `rate` ticks per second (or none).
+    pub fn set_audio(&mut self, rate: Option<u32>) {
+        self.audio_rate = rate;
+    }
+
+    /// Takes an audio frame at `ticks` (video ticks since the run started) lasting
+    /// `duration` audio ticks: it goes into the fragment being built, or is dropped outside
+    /// a segment. Samples follow each other without gaps unless the audio jumps by more
+    /// than half a frame (lost packets), where the next fragment starts at its real time.
+    pub fn push_audio(&mut self, ticks: i64, duration: u32, data: &[u8]) {
+        let (Some(rate), Some(open)) = (self.audio_rate, &mut self.open) else {
+            self.audio_dropped += 1;
+            return;
+        };
+        // A frame that began up to one frame before the segment (the audio lags the video
+        // across a cut) starts it, rather than leaving a hole in the sound.
+        let frame_ticks = i64::from(duration) * i64::from(fmp4::TIMESCALE) / i64::from(rate.max(1));
+        if ticks + frame_ticks < open.start || open.audio.data.len() + data.len() > MAX_FRAGMENT_AUDIO_BYTES {
+            self.audio_dropped += 1;
+            return;
+        }
+        let at = ((ticks - open.start).max(0) as u64 * u64::from(rate)) / u64::from(fmp4::TIMESCALE);
+        if open.audio.samples.is_empty() {
+            let jumped = at > open.audio_next + u64::from(duration / 2);
+            open.audio.decode_time = if jumped { at } else { open.audio_next };
+            open.audio_next = open.audio.decode_time;
+        }
+        open.audio.samples.push(Sample { duration, size: data.len() as u32, key: true });
+        open.audio.data.extend_from_slice(data);
+        open.audio_next += u64::from(duration);
     }
 
     /// Whether a segment is open.
@@ -127,7 +169,8 @@ impl Cutter {
             steps.push(Step::Open { start: frame.ticks });
             self.start(frame.ticks);
         } else if let Some(open) = &mut self.open
-            && (open.decode_time - open.fragment_start >= self.fragment_ticks || open.data.len() >= MAX_FRAGMENT_BYTES)
+            && (open.decode_time - open.video.decode_time as i64 >= self.fragment_ticks
+                || open.video.data.len() >= MAX_FRAGMENT_BYTES)
         {
             steps.push(Step::Fragment(flush(open)));
         }
@@ -152,24 +195,24 @@ impl Cutter {
         self.open = Some(Open {
             start: at,
             decode_time: 0,
-            fragment_start: 0,
             sequence: 0,
-            samples: Vec::new(),
-            data: Vec::new(),
+            video: Run::default(),
+            audio: Run::default(),
+            audio_next: 0,
         });
     }
 
     fn append(&mut self, frame: Frame, duration: i64) {
         let Some(open) = &mut self.open else { return };
-        open.samples.push(Sample { duration: duration as u32, size: frame.data.len() as u32, key: frame.key });
-        open.data.extend_from_slice(&frame.data);
+        open.video.samples.push(Sample { duration: duration as u32, size: frame.data.len() as u32, key: frame.key });
+        open.video.data.extend_from_slice(&frame.data);
         open.decode_time += duration;
     }
 
     fn close(&mut self) -> Vec<Step> {
         let Some(mut open) = self.open.take() else { return Vec::new() };
         let mut steps = Vec::new();
-        if !open.samples.is_empty() {
+        if !open.video.samples.is_empty() {
             steps.push(Step::Fragment(flush(&mut open)));
         }
         steps.push(Step::Close { start: open.start, end: open.start + open.decode_time });
@@ -180,10 +223,9 @@ impl Cutter {
 /// The fragment of the samples gathered so far.
 fn flush(open: &mut Open) -> Vec<u8> {
     open.sequence += 1;
-    let fragment = fmp4::fragment(open.sequence, open.fragment_start as u64, &open.samples, &open.data);
-    open.fragment_start = open.decode_time;
-    open.samples.clear();
-    open.data.clear();
+    let fragment = fmp4::fragment(open.sequence, &open.video, &open.audio);
+    open.video = Run { decode_time: open.decode_time as u64, ..Run::default() };
+    open.audio = Run::default();
     fragment
 }
 
@@ -214,6 +256,36 @@ mod tests {
             .iter()
             .filter_map(|s| if let Step::Close { start, end } = s { Some((*start, *end)) } else { None })
             .collect()
+    }
+
+    #[test]
+    fn audio_goes_into_the_fragments_of_the_open_segment() {
+        let mut cutter = Cutter::new(2);
+        cutter.set_audio(Some(16_000));
+        // 1024 samples at 16 kHz: 5760 video ticks a frame.
+        let audio_at = |k: i64| k * 5760;
+        cutter.push_audio(0, 1024, &[1; 6]);
+        assert_eq!(cutter.audio_dropped, 1, "no segment open yet");
+        let (mut steps, mut k) = (Vec::new(), 0);
+        for n in 0..(30 * 3) {
+            steps.extend(cutter.push(frame(n, 30)));
+            while audio_at(k) <= n * TICK_30FPS {
+                // A lost frame: the audio jumps.
+                if k != 20 {
+                    cutter.push_audio(audio_at(k), 1024, &[0xaa; 6]);
+                }
+                k += 1;
+            }
+        }
+        steps.extend(cutter.finish());
+        let fragments: Vec<&Vec<u8>> =
+            steps.iter().filter_map(|s| if let Step::Fragment(f) = s { Some(f) } else { None }).collect();
+        let count = |bytes: &[u8], kind: &[u8]| bytes.windows(4).filter(|w| *w == kind).count();
+        assert!(fragments.iter().all(|f| count(f, b"traf") == 2), "every fragment has video and audio");
+        // 47 frames in 3 s of video, one lost; video bytes are frame numbers (< 0xaa).
+        let audio_bytes: usize = fragments.iter().map(|f| f.iter().filter(|b| **b == 0xaa).count()).sum();
+        assert!((46 * 6..46 * 6 + 6).contains(&audio_bytes), "{audio_bytes}");
+        assert_eq!(cutter.audio_dropped, 1);
     }
 
     #[test]

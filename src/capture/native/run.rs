@@ -14,7 +14,7 @@ use crate::capture::ffmpeg::{ListedSegment, StderrLine};
 use crate::capture::recorder::{Feeder, Process, Recorder};
 use crate::wallclock::UnixMs;
 use futures::StreamExt;
-use retina::codec::{CodecItem, VideoFrame, VideoParameters};
+use retina::codec::{AudioFrame, CodecItem, VideoFrame, VideoParameters};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::unix::pipe;
@@ -73,12 +73,15 @@ async fn record(
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), String> {
     let (url, creds) = connect::split_credentials(&plan.url)?;
-    let Playing { mut demuxed, video, codec } = tokio::select! {
+    let Playing { mut demuxed, video, audio, codec } = tokio::select! {
         _ = &mut stop => return Ok(()),
         playing = connect::play(url, creds) => playing?,
     };
     let sample = plan.sample.take().map(|pipe| SampleStream::new(pipe, codec));
     let mut recording = Recording::new(&plan, events, codec, sample);
+    recording.cutter.set_audio(audio.as_ref().map(|(_, track)| track.rate));
+    recording.audio = audio.as_ref().map(|(_, track)| track.clone());
+    let audio_stream = audio.map(|(stream, _)| stream);
     let ended = loop {
         let item = tokio::select! {
             _ = &mut stop => break Ok(()),
@@ -98,6 +101,9 @@ async fn record(
                     break Err(why);
                 }
             }
+            Ok(Some(Ok(CodecItem::AudioFrame(frame)))) if Some(frame.stream_id()) == audio_stream => {
+                recording.audio_frame(&frame);
+            }
             Ok(Some(Ok(_))) => {}
         }
     };
@@ -112,6 +118,8 @@ struct Recording<'a> {
     codec: &'static str,
     cutter: Cutter,
     params: Option<VideoParameters>,
+    /// The audio track the segments carry, if any.
+    audio: Option<fmp4::AudioTrack>,
     init: Vec<u8>,
     file: Option<SegmentFile>,
     sample: Option<SampleStream>,
@@ -133,6 +141,7 @@ impl<'a> Recording<'a> {
             codec,
             cutter: Cutter::new(plan.segment_s),
             params: None,
+            audio: None,
             init: Vec::new(),
             file: None,
             sample,
@@ -166,6 +175,16 @@ impl<'a> Recording<'a> {
         Ok(())
     }
 
+    /// One audio frame: placed on the video's timeline (both count from the start PLAY
+    /// announced), in the segment being written.
+    fn audio_frame(&mut self, frame: &AudioFrame) {
+        let (Some(track), Some(first)) = (&self.audio, self.first_ticks) else { return };
+        let ticks = frame.timestamp().elapsed() * i64::from(fmp4::TIMESCALE) / i64::from(track.rate.max(1)) - first;
+        if self.plan.segments {
+            self.cutter.push_audio(ticks, frame.frame_length().get(), frame.data());
+        }
+    }
+
     /// New parameters: a segment open under the old ones closes, the next opens with a new
     /// init part (a new picture size or new parameter sets need their own sample entry).
     async fn new_parameters(&mut self, params: VideoParameters) -> Result<(), String> {
@@ -173,7 +192,7 @@ impl<'a> Recording<'a> {
         let steps = self.cutter.finish();
         self.apply(steps).await?;
         let (width, height) = params.pixel_dimensions();
-        self.init = fmp4::init_segment(&entry, width, height);
+        self.init = fmp4::init_segment(&entry, width, height, self.audio.as_ref());
         if let Some(sample) = &mut self.sample {
             sample.set_parameters(params.codec_params());
         }
