@@ -22,8 +22,9 @@ pub fn summary(loaded: &LoadedConfig, now: UnixMs) -> String {
     ];
     for camera in &c.cameras {
         let kind = camera.source.split(':').next().unwrap_or("?");
+        let recorder = if camera.native_capture() { "native recorder" } else { "ffmpeg" };
         lines.push(format!(
-            "    {:<16} {kind}, record {}, {} s segments, {} zones, sample {} fps",
+            "    {:<16} {kind} by {recorder}, record {}, {} s segments, {} zones, sample {} fps",
             camera.id,
             camera.record.name(),
             camera.segment_s,

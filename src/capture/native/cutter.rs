@@ -90,7 +90,7 @@ pub struct Cutter {
     audio_rate: Option<u32>,
     /// Frames dropped before the first key frame.
     pub skipped: u64,
-    /// Audio frames dropped: outside a segment, or beyond a fragment's bound.
+    /// Audio frames dropped: too late for a segment already closed, or beyond a fragment's bound.
     pub audio_dropped: u64,
 }
 
@@ -121,10 +121,8 @@ impl Cutter {
     /// a segment. Samples follow each other without gaps unless the audio jumps by more
     /// than half a frame (lost packets), where the next fragment starts at its real time.
     pub fn push_audio(&mut self, ticks: i64, duration: u32, data: &[u8]) {
-        let (Some(rate), Some(open)) = (self.audio_rate, &mut self.open) else {
-            self.audio_dropped += 1;
-            return;
-        };
+        // Before the first key frame there is no segment to hold the sound: nothing is lost.
+        let (Some(rate), Some(open)) = (self.audio_rate, &mut self.open) else { return };
         // A frame that began up to one frame before the segment (the audio lags the video
         // across a cut) starts it, rather than leaving a hole in the sound.
         let frame_ticks = i64::from(duration) * i64::from(fmp4::TIMESCALE) / i64::from(rate.max(1));
@@ -265,7 +263,7 @@ mod tests {
         // 1024 samples at 16 kHz: 5760 video ticks a frame.
         let audio_at = |k: i64| k * 5760;
         cutter.push_audio(0, 1024, &[1; 6]);
-        assert_eq!(cutter.audio_dropped, 1, "no segment open yet");
+        assert_eq!(cutter.audio_dropped, 0, "no segment open yet: not a loss");
         let (mut steps, mut k) = (Vec::new(), 0);
         for n in 0..(30 * 3) {
             steps.extend(cutter.push(frame(n, 30)));
@@ -285,7 +283,7 @@ mod tests {
         // 47 frames in 3 s of video, one lost; video bytes are frame numbers (< 0xaa).
         let audio_bytes: usize = fragments.iter().map(|f| f.iter().filter(|b| **b == 0xaa).count()).sum();
         assert!((46 * 6..46 * 6 + 6).contains(&audio_bytes), "{audio_bytes}");
-        assert_eq!(cutter.audio_dropped, 1);
+        assert_eq!(cutter.audio_dropped, 0);
     }
 
     #[test]

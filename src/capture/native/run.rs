@@ -108,6 +108,7 @@ async fn record(
         }
     };
     let closed = recording.finish().await;
+    recording.report_losses();
     ended.and(closed)
 }
 
@@ -254,6 +255,15 @@ impl<'a> Recording<'a> {
     async fn finish(&mut self) -> Result<(), String> {
         let steps = self.cutter.finish();
         self.apply(steps).await
+    }
+
+    /// Logs what this run had to drop: frames the sampler fell behind on, audio outside a segment.
+    fn report_losses(&self) {
+        let sampler = self.sample.as_ref().map_or(0, |s| s.dropped);
+        let audio = self.cutter.audio_dropped;
+        if sampler > 0 || audio > 0 {
+            tracing::warn!(camera = %self.plan.camera, sampler_frames = sampler, audio_frames = audio, "frames dropped in this run");
+        }
     }
 
     async fn say(&self, line: StderrLine) {

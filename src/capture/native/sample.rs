@@ -20,6 +20,8 @@ pub struct SampleStream {
     pending: Vec<u8>,
     /// Frames are dropped until the next key frame.
     dropping: bool,
+    /// A key frame has come: frames dropped from now on are a loss.
+    keyed: bool,
     /// Frames dropped because the sampler fell behind.
     pub dropped: u64,
 }
@@ -34,6 +36,7 @@ impl SampleStream {
             parameter_sets: Vec::new(),
             pending: Vec::new(),
             dropping: true,
+            keyed: false,
             dropped: 0,
         }
     }
@@ -57,10 +60,12 @@ impl SampleStream {
     pub fn frame(&mut self, ticks: i64, key: bool, data: &[u8]) -> bool {
         if key {
             self.dropping = false;
+            self.keyed = true;
         }
         if self.dropping || self.pending.len() >= MAX_PENDING {
+            // Frames before the first key frame are no loss: the sampler could not use them.
+            self.dropped += u64::from(self.keyed);
             self.dropping = true;
-            self.dropped += 1;
         } else {
             let mut annex_b = Vec::with_capacity(self.parameter_sets.len() + data.len());
             if key {
