@@ -1,7 +1,10 @@
-//! CPU and memory of recording N RTSP cameras: the service process and its
-//! ffmpeg children, against bare `ffmpeg -c copy -f segment` of the same
-//! streams measured in the same run (the floor).
-//! `cargo bench --bench recording [-- SECONDS [N ...]]` (default 60 s, N = 1 4 8).
+//! CPU and memory of recording N RTSP cameras (1280×720, 30 fps, 3 Mb/s, a key
+//! frame a second, served from a file by GStreamer's RTSP server): the service with its native recorder (the default for
+//! `rtsp://`), the service with `capture = "ffmpeg"` (one ffmpeg per camera),
+//! and bare `ffmpeg -c copy -f segment` of the same streams (the floor), in
+//! alternating rounds of the same run. CPU and PSS are of the whole process
+//! tree (the service and its children).
+//! `cargo bench --bench recording [-- SECONDS [N ...]]` (default 60 s, N = 4 8).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -9,51 +12,106 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Rounds of the three recorders, in alternating order.
+const ROUNDS: usize = 2;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Recorder {
+    Bare,
+    Native,
+    Ffmpeg,
+}
+
+impl Recorder {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare ffmpeg",
+            Self::Native => "heldar native",
+            Self::Ffmpeg => "heldar capture=ffmpeg",
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
     let seconds = args.next().unwrap_or(60);
     let mut counts: Vec<usize> = args.map(|n| n as usize).collect();
     if counts.is_empty() {
-        counts = vec![1, 4, 8];
+        counts = vec![4, 8];
     }
     let dir = support::TempDir::new("bench-recording");
     let broker = support::Broker::start(&dir.join("broker"));
-    let mut camera = support::RtspCamera::start_with("960x540", true);
-    println!("{seconds} s per run, CPU in % of one core, memory in MiB");
+    let clip = dir.join("clip.mp4");
+    encode_clip(&clip, seconds + 60);
+    let mut camera = support::RtspCamera::start_options("1280x720", false, &["--file", clip.to_str().expect("path")]);
+    let url = camera.url_of("file");
+    println!("{seconds} s per window, {ROUNDS} rounds; CPU in % of one core and PSS in MiB of the process tree");
     println!(
-        "{:>3} | {:>22} | {:>34} | {:>9}",
-        "N", "bare ffmpeg: cpu  pss", "heldar: service cpu rss pss, ffmpeg cpu pss", "cpu ratio"
+        "{:>3} | {:<22} | {:>6} | {:>6} | {:>11} | {:>9}",
+        "N", "recorder", "cpu", "pss", "service rss", "cpu ratio"
     );
     for n in counts {
-        // A fresh camera per run: GStreamer's shared media does not survive many clients leaving.
-        camera.stop();
-        camera.restart();
-        let floor = bare_ffmpeg(&dir, &camera.url(), n, seconds);
-        camera.stop();
-        camera.restart();
-        let ours = service(&dir, &broker, &camera.url(), n, seconds);
-        let ratio = (ours.service_cpu + ours.children_cpu) / floor.children_cpu;
-        println!(
-            "{n:>3} | {:>10.1} {:>10.1} | {:>7.1} {:>6.1} {:>6.1}  {:>6.1} {:>6.1} | {:>9.2}",
-            floor.children_cpu,
-            floor.children_pss,
-            ours.service_cpu,
-            ours.service_rss,
-            ours.service_pss,
-            ours.children_cpu,
-            ours.children_pss,
-            ratio
-        );
+        let kinds = [Recorder::Bare, Recorder::Native, Recorder::Ffmpeg];
+        let mut sums = [Usage::default(), Usage::default(), Usage::default()];
+        for round in 0..ROUNDS {
+            let mut order: Vec<usize> = (0..kinds.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                // A fresh server per window: every client plays the clip from its start.
+                camera.stop();
+                camera.restart();
+                let usage = match kinds[i] {
+                    Recorder::Bare => bare_ffmpeg(&dir, &url, n, seconds),
+                    kind => service(&dir, &broker, &url, n, seconds, kind),
+                };
+                sums[i].add(&usage, 1.0 / ROUNDS as f64);
+            }
+        }
+        for (kind, usage) in kinds.iter().zip(&sums) {
+            println!(
+                "{n:>3} | {:<22} | {:>6.1} | {:>6.1} | {:>11.1} | {:>9.2}",
+                kind.name(),
+                usage.cpu,
+                usage.pss,
+                usage.service_rss,
+                usage.cpu / sums[0].cpu
+            );
+        }
     }
 }
 
+/// Encodes `seconds` of moving 1280×720 30 fps H.264 at 3 Mb/s, a key frame a second: served
+/// from a file, the test server spends nothing per client on encoding.
+fn encode_clip(clip: &std::path::Path, seconds: u64) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-b:v", "3M", "-maxrate", "3M"])
+        .args(["-bufsize", "6M", "-pix_fmt", "yuv420p"])
+        .arg(clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "cannot encode the clip");
+}
+
+/// What a recorder used over a window.
 #[derive(Default)]
 struct Usage {
-    service_cpu: f64,
+    /// CPU of the tree, in % of one core.
+    cpu: f64,
+    /// PSS of the tree, MiB.
+    pss: f64,
+    /// RSS of the service alone, MiB.
     service_rss: f64,
-    service_pss: f64,
-    children_cpu: f64,
-    children_pss: f64,
+}
+
+impl Usage {
+    fn add(&mut self, other: &Usage, weight: f64) {
+        self.cpu += other.cpu * weight;
+        self.pss += other.pss * weight;
+        self.service_rss += other.service_rss * weight;
+    }
 }
 
 fn bare_ffmpeg(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usage {
@@ -80,9 +138,9 @@ fn bare_ffmpeg(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usa
     std::thread::sleep(Duration::from_secs(seconds));
     let after: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let usage = Usage {
-        children_cpu: percent(after - before, started.elapsed()),
-        children_pss: pids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
-        ..Usage::default()
+        cpu: percent(after - before, started.elapsed()),
+        pss: pids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
+        service_rss: 0.0,
     };
     for child in &mut children {
         let _ = child.kill();
@@ -91,28 +149,40 @@ fn bare_ffmpeg(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usa
     usage
 }
 
-fn service(dir: &support::TempDir, broker: &support::Broker, url: &str, n: usize, seconds: u64) -> Usage {
-    let node_dir = dir.join(&format!("node-{n}"));
+fn service(
+    dir: &support::TempDir,
+    broker: &support::Broker,
+    url: &str,
+    n: usize,
+    seconds: u64,
+    kind: Recorder,
+) -> Usage {
+    let node_dir = dir.join(&format!("node-{n}-{}", kind.name().replace([' ', '='], "-")));
+    let _ = std::fs::remove_dir_all(&node_dir);
     std::fs::create_dir_all(&node_dir).expect("dir");
-    let cameras: String =
-        (0..n).map(|i| format!("[[camera]]\nid = \"c{i}\"\nsource = \"{url}\"\nsegment_s = 10\n")).collect();
+    let capture = if kind == Recorder::Ffmpeg { "ffmpeg" } else { "native" };
+    let cameras: String = (0..n)
+        .map(|i| format!("[[camera]]\nid = \"c{i}\"\nsource = \"{url}\"\nsegment_s = 10\ncapture = \"{capture}\"\n"))
+        .collect();
     let mut node = support::Node::configure(&node_dir, "bench", &broker.url(), &cameras);
     node.start(&[]);
-    support::wait_for(Duration::from_secs(30), "the first segments", || !node.segments("c0").is_empty());
+    support::wait_for(Duration::from_secs(30), "the first segments", || {
+        (0..n).all(|i| !node.segments(&format!("c{i}")).is_empty())
+    });
     let pid = node.pid();
     let kids = children_of(pid);
-    assert_eq!(kids.len(), n, "one ffmpeg per camera");
-    let before = (cpu_ticks(pid), kids.iter().map(|p| cpu_ticks(*p)).sum::<f64>());
+    let expected = if kind == Recorder::Ffmpeg { n } else { 0 };
+    assert_eq!(kids.len(), expected, "{}: child processes", kind.name());
+    let tree = || cpu_ticks(pid) + kids.iter().map(|p| cpu_ticks(*p)).sum::<f64>();
+    let before = tree();
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds));
-    let after = (cpu_ticks(pid), kids.iter().map(|p| cpu_ticks(*p)).sum::<f64>());
-    let elapsed = started.elapsed();
+    let after = tree();
     let usage = Usage {
-        service_cpu: percent(after.0 - before.0, elapsed),
+        cpu: percent(after - before, started.elapsed()),
+        pss: (support::memory_kib(pid, "Pss:") + kids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>())
+            / 1024.0,
         service_rss: support::memory_kib(pid, "VmRSS:") / 1024.0,
-        service_pss: support::memory_kib(pid, "Pss:") / 1024.0,
-        children_cpu: percent(after.1 - before.1, elapsed),
-        children_pss: kids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
     };
     node.terminate(Duration::from_secs(20));
     usage

@@ -1,4 +1,5 @@
-//! Analysis independent of recording, with a real mosquitto and ffmpeg: a
+//! Analysis independent of recording, with a real mosquitto and ffmpeg, on
+//! the ffmpeg path (a lavfi camera) and the native one (an RTSP camera): a
 //! camera that does not record still gives workers frames and its zones
 //! events; turning recording off by command keeps the frames; a slow rate
 //! decodes key frames only, a fast one frames at their own times; a camera's
@@ -10,15 +11,20 @@ mod support;
 use heldar_edge::wallclock::UnixMs;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Broker, Message, Node, TempDir, Watcher};
+use support::{Broker, Message, Node, RtspCamera, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 
 /// A lavfi camera at 10 fps: the board's encoder makes a key frame every 2 s.
-fn camera(id: &str, lines: &str) -> String {
-    format!(
-        "\n[[camera]]\nid = \"{id}\"\nsource = \"lavfi:testsrc2=size=320x240:rate=10\"\nsegment_s = 4\nsample_width = 160\n{lines}"
-    )
+const LAVFI: &str = "lavfi:testsrc2=size=320x240:rate=10";
+
+/// An RTSP camera like `LAVFI` (10 fps, a key frame every 2 s), for the native recorder.
+fn rtsp_camera() -> RtspCamera {
+    RtspCamera::start_options("320x240", false, &["--fps", "10", "--gop", "20"])
+}
+
+fn camera(id: &str, source: &str, lines: &str) -> String {
+    format!("\n[[camera]]\nid = \"{id}\"\nsource = \"{source}\"\nsegment_s = 4\nsample_width = 160\n{lines}")
 }
 
 fn header(message: &Message) -> Value {
@@ -46,13 +52,23 @@ fn last_state(messages: &[Message], camera: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_does_not_record_gives_frames_and_zone_events_and_refuses_locks() {
-    let dir = TempDir::new("analysis-privacy");
+    privacy_camera(LAVFI, "analysis-privacy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_camera_that_does_not_record_gives_frames_and_zone_events() {
+    let rtsp = rtsp_camera();
+    privacy_camera(&rtsp.url(), "analysis-privacy-native").await;
+}
+
+async fn privacy_camera(source: &str, name: &str) {
+    let dir = TempDir::new(name);
     let broker = Broker::start(&dir.join("broker"));
     let zone = "[[camera.zone]]\nid = \"hall\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\n\
                 labels = [\"person\"]\ninertia = 1\n";
     let toml = format!(
         "\n[commands]\nauth = \"none\"\nallow = [\"lock\"]\n{}",
-        camera("privacy", &format!("record = \"off\"\nsample_fps = 2\n\n{zone}"))
+        camera("privacy", source, &format!("record = \"off\"\nsample_fps = 2\n\n{zone}"))
     );
     let mut node = Node::configure(&dir.0, "priv", &broker.url(), &toml);
     let mut watcher = Watcher::connect(broker.port, "watch-privacy", true, &["heldar/priv/#"]).await;
@@ -114,12 +130,22 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_off_keeps_frames_and_slow_rates_decode_key_frames_only() {
-    let dir = TempDir::new("analysis-keyframes");
+    key_frames_and_record_off(LAVFI, "analysis-keyframes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_recording_off_keeps_frames_and_slow_rates_decode_key_frames_only() {
+    let rtsp = rtsp_camera();
+    key_frames_and_record_off(&rtsp.url(), "analysis-keyframes-native").await;
+}
+
+async fn key_frames_and_record_off(source: &str, name: &str) {
+    let dir = TempDir::new(name);
     let broker = Broker::start(&dir.join("broker"));
     let toml = format!(
         "\n[commands]\nauth = \"none\"\nallow = [\"record\"]\n{}{}",
-        camera("slow", "sample_fps = 0.5\n"),
-        camera("fast", "sample_fps = 5\n")
+        camera("slow", source, "sample_fps = 0.5\n"),
+        camera("fast", source, "sample_fps = 5\n")
     );
     let mut node = Node::configure(&dir.0, "kf", &broker.url(), &toml);
     let mut watcher = Watcher::connect(broker.port, "watch-kf", true, &["heldar/kf/#"]).await;

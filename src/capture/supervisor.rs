@@ -279,6 +279,7 @@ impl CameraSupervisor {
             run,
             segments: runs == RunKind::Recording,
             sample,
+            sample_rate: controls.frames.clone(),
         };
         tracing::debug!(camera = %self.id(), "starting the native recorder");
         camera.measures.format = None;

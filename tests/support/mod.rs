@@ -414,6 +414,8 @@ pub struct RtspCamera {
     pub port: u16,
     size: String,
     unshared: bool,
+    /// More options of `tests/tools/rtsp_server.py` (`--fps`, `--gop`, `--bitrate`).
+    options: Vec<String>,
     child: Option<Child>,
 }
 
@@ -430,13 +432,19 @@ impl RtspCamera {
 
     /// Like `start_sized`; `unshared` gives every client its own encoder (for many clients).
     pub fn start_with(size: &str, unshared: bool) -> Self {
+        Self::start_options(size, unshared, &[])
+    }
+
+    /// Like `start_with`, with more options of the server (`--fps 30`, `--gop 60`, ...).
+    pub fn start_options(size: &str, unshared: bool, options: &[&str]) -> Self {
         let port = loop {
             let port = free_port();
             if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
                 break port;
             }
         };
-        let mut camera = Self { port, size: size.to_string(), unshared, child: None };
+        let options = options.iter().map(|o| o.to_string()).collect();
+        let mut camera = Self { port, size: size.to_string(), unshared, options, child: None };
         camera.restart();
         camera
     }
@@ -454,6 +462,7 @@ impl RtspCamera {
             .arg(self.port.to_string())
             .args(["--password", RTSP_PASSWORD, "--size", &self.size])
             .args(self.unshared.then_some("--unshared"))
+            .args(&self.options)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 """A test RTSP camera: GStreamer's RTSP server on 127.0.0.1.
 
-  /usr/bin/python3 tests/tools/rtsp_server.py PORT [--size 320x240] [--fps 15] [--password P]
+  /usr/bin/python3 tests/tools/rtsp_server.py PORT [--size 320x240] [--fps 15] [--gop N] [--bitrate KBPS] [--password P]
 
 Serves live H.264 test pictures on rtsp://127.0.0.1:PORT/cam, and the same
 behind basic auth (user `viewer`, password `--password`, default `secret`) on
 rtsp://127.0.0.1:PORT+1/secure. Also on PORT: `/cam265` (H.265),
-`/cam-audio` and `/cam265-audio` (with AAC audio), and `/cam-resize` (H.264
+`/cam-audio` and `/cam265-audio` (with AAC audio), `/cam-resize` (H.264
 whose picture doubles in width and height, and back, every `--resize-s`
-seconds). A key frame every `--gop` frames (default: one a second). Prints
+seconds), and with `--file` that MP4 on `/file`. A key frame every `--gop` frames (default: one a second). Prints
 `ready` on stdout once it listens. Runs until killed.
 """
 
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--gop", type=int, help="frames between key frames (default: the fps)")
     parser.add_argument("--resize-s", type=int, default=6)
+    parser.add_argument("--bitrate", type=int, default=2048, help="kbit/s of the H.264 streams")
+    parser.add_argument("--file", help="an MP4 of H.264 served on /file, from its start for each client")
     parser.add_argument("--password", default="secret")
     parser.add_argument("--unshared", action="store_true", help="one encoder per client (many clients)")
     args = parser.parse_args()
@@ -82,7 +84,10 @@ def main() -> None:
     Gst.init(None)
     gop = args.gop or args.fps
     picture = f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={args.fps}/1"
-    h264 = f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} ! rtph264pay name=pay0 pt=96 config-interval=1"
+    h264 = (
+        f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={args.bitrate} "
+        "! rtph264pay name=pay0 pt=96 config-interval=1"
+    )
     h265 = (
         f"x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} "
         "! rtph265pay name=pay0 pt=96 config-interval=1"
@@ -101,6 +106,10 @@ def main() -> None:
         "/cam265-audio": factory(f"( {picture} ! {h265} {aac} )", []),
         "/cam-resize": factory(resizing, []),
     }
+    if args.file:
+        # Pre-encoded: many clients cost the server no encoding (benchmarks).
+        mounts["/file"] = factory(f"( filesrc location={args.file} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )", [])
+        mounts["/file"].set_shared(False)
     mounts["/cam-resize"].set_shared(False)
     mounts["/cam-resize"].connect("media-configure", lambda _f, media: resize(media, width, height, args.resize_s))
     # Two servers: an auth-enabled server answers anonymous clients 404, not the 401 that

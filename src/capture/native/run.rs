@@ -18,7 +18,7 @@ use retina::codec::{AudioFrame, CodecItem, VideoFrame, VideoParameters};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// No frame for this long: the camera is gone.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +41,9 @@ pub struct NativePlan {
     pub segments: bool,
     /// The sampler's end of its stream, when the camera is sampled.
     pub sample: Option<pipe::Sender>,
+    /// The sampler's planned rate: while 0 (no worker takes frames) its stream is not
+    /// written, and resumes at the next key frame.
+    pub sample_rate: Option<watch::Receiver<f64>>,
 }
 
 /// Starts a run of `plan`.
@@ -92,11 +95,12 @@ async fn record(
             Ok(None) => break Err("the camera ended the session".to_string()),
             Ok(Some(Err(e))) => break Err(e.to_string()),
             Ok(Some(Ok(CodecItem::VideoFrame(frame)))) if frame.stream_id() == video => {
+                // Cloned only when new: most frames keep the parameters they had.
+                let fresh = frame.has_new_parameters() || recording.params.is_none();
                 let params = match demuxed.streams()[video].parameters() {
-                    Some(retina::codec::ParametersRef::Video(params)) => Some(params.clone()),
+                    Some(retina::codec::ParametersRef::Video(params)) if fresh => Some(params.clone()),
                     _ => None,
-                }
-                .filter(|_| frame.has_new_parameters() || recording.params.is_none());
+                };
                 if let Err(why) = recording.frame(frame, params).await {
                     break Err(why);
                 }
@@ -163,10 +167,13 @@ impl<'a> Recording<'a> {
         }
         let ticks = frame.timestamp().elapsed() - *self.first_ticks.get_or_insert(frame.timestamp().elapsed());
         let key = frame.is_random_access_point() || (self.codec == "hevc" && cutter::hevc_irap(frame.data()));
-        if let Some(sample) = &mut self.sample
-            && !sample.frame(ticks, key, frame.data())
-        {
-            self.sample = None;
+        let wanted = self.plan.sample_rate.as_ref().is_none_or(|rate| *rate.borrow() > 0.0);
+        if let Some(sample) = &mut self.sample {
+            if !wanted {
+                sample.pause();
+            } else if !sample.frame(ticks, key, frame.data()) {
+                self.sample = None;
+            }
         }
         self.progress(ticks);
         if self.plan.segments {

@@ -55,6 +55,13 @@ impl SampleStream {
         }
     }
 
+    /// Skips a frame no one wants: the stream resumes at the next key frame, nothing counted.
+    pub fn pause(&mut self) {
+        self.dropping = true;
+        // What is pending still goes out: a TS packet cut short would derail the reader.
+        let _ = self.flush();
+    }
+
     /// Passes one frame (NAL units behind 4-byte lengths) shown at `ticks` (90 kHz).
     /// `false` once the sampler has gone away.
     pub fn frame(&mut self, ticks: i64, key: bool, data: &[u8]) -> bool {
