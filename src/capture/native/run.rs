@@ -16,7 +16,7 @@ use crate::wallclock::UnixMs;
 use futures::StreamExt;
 use retina::codec::{AudioFrame, CodecItem, VideoFrame, VideoParameters};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -85,16 +85,27 @@ async fn record(
     recording.cutter.set_audio(audio.as_ref().map(|(_, track)| track.rate));
     recording.audio = audio.as_ref().map(|(_, track)| track.clone());
     let audio_stream = audio.map(|(stream, _)| stream);
+    // One timer for the run, not one per frame: every half timeout it checks when the last
+    // video frame came.
+    let mut watchdog = tokio::time::interval(FRAME_TIMEOUT / 2);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_video = Instant::now();
     let ended = loop {
         let item = tokio::select! {
             _ = &mut stop => break Ok(()),
-            item = tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()) => item,
+            _ = watchdog.tick() => {
+                if last_video.elapsed() > FRAME_TIMEOUT {
+                    break Err(format!("no frame from the camera for {} s", FRAME_TIMEOUT.as_secs()));
+                }
+                continue;
+            }
+            item = demuxed.next() => item,
         };
         match item {
-            Err(_) => break Err(format!("no frame from the camera for {} s", FRAME_TIMEOUT.as_secs())),
-            Ok(None) => break Err("the camera ended the session".to_string()),
-            Ok(Some(Err(e))) => break Err(e.to_string()),
-            Ok(Some(Ok(CodecItem::VideoFrame(frame)))) if frame.stream_id() == video => {
+            None => break Err("the camera ended the session".to_string()),
+            Some(Err(e)) => break Err(e.to_string()),
+            Some(Ok(CodecItem::VideoFrame(frame))) if frame.stream_id() == video => {
+                last_video = Instant::now();
                 // Cloned only when new: most frames keep the parameters they had.
                 let fresh = frame.has_new_parameters() || recording.params.is_none();
                 let params = match demuxed.streams()[video].parameters() {
@@ -105,10 +116,10 @@ async fn record(
                     break Err(why);
                 }
             }
-            Ok(Some(Ok(CodecItem::AudioFrame(frame)))) if Some(frame.stream_id()) == audio_stream => {
+            Some(Ok(CodecItem::AudioFrame(frame))) if Some(frame.stream_id()) == audio_stream => {
                 recording.audio_frame(&frame);
             }
-            Ok(Some(Ok(_))) => {}
+            Some(Ok(_)) => {}
         }
     };
     let closed = recording.finish().await;
