@@ -35,6 +35,14 @@ pub enum Process {
 }
 
 impl Process {
+    /// Which recorder this is, as segment rows name it (`native`, `ffmpeg`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ffmpeg(_) => "ffmpeg",
+            Self::Native(_) => "native",
+        }
+    }
+
     /// Ends it now (after the stop grace).
     pub fn kill(&mut self) {
         match self {

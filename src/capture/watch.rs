@@ -46,7 +46,7 @@ impl CameraSupervisor {
         runs: RunKind,
     ) -> Outcome {
         let Recorder { mut process, stdout, stderr, events, feeder } = recorder;
-        let kind = if events.is_some() { "native" } else { "ffmpeg" };
+        let kind = process.kind();
         let mut watching = Watching {
             list: stdout.map(|out| BufReader::new(out).lines()),
             log: stderr.map(|err| BufReader::new(err).lines()),

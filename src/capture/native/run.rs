@@ -81,10 +81,8 @@ async fn record(
         playing = connect::play(url, creds) => playing?,
     };
     let sample = plan.sample.take().map(|pipe| SampleStream::new(pipe, codec));
-    let mut recording = Recording::new(&plan, events, codec, sample);
-    recording.cutter.set_audio(audio.as_ref().map(|(_, track)| track.rate));
-    recording.audio = audio.as_ref().map(|(_, track)| track.clone());
-    let audio_stream = audio.map(|(stream, _)| stream);
+    let audio_stream = audio.as_ref().map(|(stream, _)| *stream);
+    let mut recording = Recording::new(&plan, events, codec, sample, audio.map(|(_, track)| track));
     // One timer for the run, not one per frame: every half timeout it checks when the last
     // video frame came.
     let mut watchdog = tokio::time::interval(FRAME_TIMEOUT / 2);
@@ -150,14 +148,17 @@ impl<'a> Recording<'a> {
         events: &'a mpsc::Sender<NativeEvent>,
         codec: &'static str,
         sample: Option<SampleStream>,
+        audio: Option<fmp4::AudioTrack>,
     ) -> Self {
+        let mut cutter = Cutter::new(plan.segment_s);
+        cutter.set_audio(audio.as_ref().map(|track| track.rate));
         Self {
             plan,
             events,
             codec,
-            cutter: Cutter::new(plan.segment_s),
+            cutter,
             params: None,
-            audio: None,
+            audio,
             init: Vec::new(),
             file: None,
             sample,
