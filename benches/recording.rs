@@ -4,7 +4,8 @@
 //! and bare `ffmpeg -c copy -f segment` of the same streams (the floor), in
 //! alternating rounds of the same run. CPU and PSS are of the whole process
 //! tree (the service and its children).
-//! `cargo bench --bench recording [-- SECONDS [N ...]]` (default 60 s, N = 4 8).
+//! `cargo bench --bench recording [-- SECONDS [N ...] [bare|native|ffmpeg ...]]` (default
+//! 60 s, N = 4 8, all three recorders; ratios are against bare ffmpeg when it runs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -23,6 +24,16 @@ enum Recorder {
 }
 
 impl Recorder {
+    /// The recorder a command-line word names.
+    fn named(word: &str) -> Option<Self> {
+        match word {
+            "bare" => Some(Self::Bare),
+            "native" => Some(Self::Native),
+            "ffmpeg" => Some(Self::Ffmpeg),
+            _ => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare ffmpeg",
@@ -33,11 +44,16 @@ impl Recorder {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
-    let seconds = args.next().unwrap_or(60);
-    let mut counts: Vec<usize> = args.map(|n| n as usize).collect();
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let mut numbers = words.iter().filter_map(|a| a.parse::<u64>().ok());
+    let seconds = numbers.next().unwrap_or(60);
+    let mut counts: Vec<usize> = numbers.map(|n| n as usize).collect();
     if counts.is_empty() {
         counts = vec![4, 8];
+    }
+    let mut kinds: Vec<Recorder> = words.iter().filter_map(|w| Recorder::named(w)).collect();
+    if kinds.is_empty() {
+        kinds = vec![Recorder::Bare, Recorder::Native, Recorder::Ffmpeg];
     }
     let dir = support::TempDir::new("bench-recording");
     let broker = support::Broker::start(&dir.join("broker"));
@@ -51,8 +67,7 @@ fn main() {
         "N", "recorder", "cpu", "pss", "service rss", "cpu ratio"
     );
     for n in counts {
-        let kinds = [Recorder::Bare, Recorder::Native, Recorder::Ffmpeg];
-        let mut sums = [Usage::default(), Usage::default(), Usage::default()];
+        let mut sums: Vec<Usage> = kinds.iter().map(|_| Usage::default()).collect();
         for round in 0..ROUNDS {
             let mut order: Vec<usize> = (0..kinds.len()).collect();
             if round % 2 == 1 {
@@ -69,6 +84,7 @@ fn main() {
                 sums[i].add(&usage, 1.0 / ROUNDS as f64);
             }
         }
+        let baseline = kinds.iter().position(|k| *k == Recorder::Bare).map_or(f64::NAN, |i| sums[i].cpu);
         for (kind, usage) in kinds.iter().zip(&sums) {
             println!(
                 "{n:>3} | {:<22} | {:>6.1} | {:>6.1} | {:>11.1} | {:>9.2}",
@@ -76,7 +92,7 @@ fn main() {
                 usage.cpu,
                 usage.pss,
                 usage.service_rss,
-                usage.cpu / sums[0].cpu
+                usage.cpu / baseline
             );
         }
     }
@@ -192,12 +208,24 @@ fn percent(cpu_ns: f64, over: Duration) -> f64 {
     100.0 * cpu_ns / 1e9 / over.as_secs_f64()
 }
 
-/// Time a process has spent on a CPU, in nanoseconds (/proc/PID/schedstat).
+/// Time all threads of a process, ended ones included, have spent on a CPU, in nanoseconds:
+/// utime + stime of /proc/PID/stat, which the kernel scales to the exact runtime (schedstat
+/// would count the main thread alone, missing the service's writer and index threads).
 fn cpu_ticks(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields 14 and 15 (utime, stime); 12 and 13 after the name and state.
+    let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+    ticks * 1e9 / clock_ticks_per_second()
+}
+
+/// USER_HZ, the unit of /proc/PID/stat's times.
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("CLK_TCK")
+    })
 }
 
 fn children_of(pid: u32) -> Vec<u32> {

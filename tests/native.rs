@@ -1,6 +1,7 @@
 //! The in-process RTSP recorder against GStreamer's RTSP server: H.264 and
 //! H.265, with and without AAC audio (recorded as a second track), a camera that changes its picture size, and
-//! `capture = "ffmpeg"` keeping the ffmpeg path. Every segment starts with a
+//! `capture = "ffmpeg"` keeping the ffmpeg path, reads batched at 3 Mb/s and a camera
+//! gone quiet read at once. Every segment starts with a
 //! key frame, plays, lasts `segment_s` within a GOP, and its timestamps rise
 //! from the first frame.
 
@@ -162,5 +163,71 @@ async fn capture_ffmpeg_keeps_the_ffmpeg_recorder() {
     assert_eq!(by_ffmpeg as usize, rows.len());
     for row in &rows {
         assert!(support::plays(&node.segment_file(row)), "{}", row.path);
+    }
+}
+
+/// Bytes waiting unread on the established connections to local `port` (/proc/net/tcp's
+/// rx_queue), when there is one.
+fn unread_from(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = u16::from_str_radix(fields.get(2)?.rsplit(':').next()?, 16).ok()?;
+        if remote_port != port || fields.get(3) != Some(&"01") {
+            return None;
+        }
+        u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
+/// At 3 Mb/s the service reads the camera's connection in batches: bytes wait in the kernel
+/// between reads instead of waking the service at every frame. A camera that stops sending
+/// without closing its connection has what it sent read within two seconds, long before the
+/// 10 s stall ends the run; the segments play through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_batched_and_a_camera_gone_quiet_is_read_at_once() {
+    let dir = TempDir::new("native-batching");
+    let broker = Broker::start(&dir.join("broker"));
+    let clip = dir.join("clip.mp4");
+    let encoded = Command::new(support::system_binary("ffmpeg", "ffmpeg"))
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "40"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-b:v", "3M", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(encoded.success());
+    let camera = RtspCamera::start_options("1280x720", false, &["--file", clip.to_str().expect("path")]);
+    let mut node = Node::configure(&dir.0, "bat", &broker.url(), &camera_toml("fast", &camera.url_of("file"), ""));
+    node.start(&[]);
+    support::wait_for(30 * SECOND, "a batched read", || {
+        node.log().lines().any(|l| l.contains("read batching") && !l.contains("bytes=1 "))
+    });
+    let mut most = 0;
+    for _ in 0..40 {
+        most = most.max(unread_from(camera.port).expect("the camera's connection"));
+        std::thread::sleep(SECOND / 20);
+    }
+    assert!(most > 4096, "at most {most} bytes ever waited: reads are not batched");
+    // Stopped at a moment bytes wait (at most 10 tries), the camera keeps its connection open.
+    let mut waiting = 0;
+    for _ in 0..10 {
+        support::signal_pid(camera.pid(), "STOP");
+        std::thread::sleep(SECOND / 10);
+        waiting = unread_from(camera.port).expect("the camera's connection");
+        if waiting > 0 {
+            break;
+        }
+        support::signal_pid(camera.pid(), "CONT");
+        std::thread::sleep(SECOND / 2);
+    }
+    assert!(waiting > 0, "never caught bytes waiting");
+    let stopped = std::time::Instant::now();
+    support::wait_for(5 * SECOND, "the waiting bytes read", || unread_from(camera.port) == Some(0));
+    assert!(stopped.elapsed() < 3 * SECOND, "read after {:?}", stopped.elapsed());
+    support::signal_pid(camera.pid(), "CONT");
+    support::wait_for(30 * SECOND, "3 segments", || node.segments("fast").len() >= 3);
+    assert!(node.terminate(15 * SECOND).success());
+    for row in &node.segments("fast") {
+        check_segment(&node, row);
     }
 }

@@ -479,6 +479,11 @@ impl RtspCamera {
         self.child = Some(child);
     }
 
+    /// Its process id (to stop it with SIGSTOP: a camera that hangs with its connections open).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("camera running").id()
+    }
+
     /// Kills it (the camera drops off the network).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

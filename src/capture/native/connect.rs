@@ -4,14 +4,23 @@
 //! with MP4 framing, and play.
 
 use super::fmp4::AudioTrack;
+use crate::sys::socket;
 use percent_encoding::percent_decode_str;
-use retina::client::{Credentials, Demuxed, PlayOptions, SessionOptions, SetupOptions, Transport};
+use retina::client::{Credentials, Demuxed, Described, PlayOptions, Session, SessionOptions, SetupOptions, Transport};
 use retina::codec::{FrameFormat, ParametersRef};
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpStream};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
-use url::Url;
+use url::{Host, Url};
 
 /// How long connecting, DESCRIBE, SETUP and PLAY may take together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a connection waits for another to the same host to be open.
+const OPENING_WAIT: Duration = Duration::from_secs(2);
+
+/// Per `host:port`, the turn to open a connection to it.
+static OPENING: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
 
 /// A playing session and which of its streams is the video recorded.
 pub struct Playing {
@@ -23,6 +32,9 @@ pub struct Playing {
     pub audio: Option<(usize, AudioTrack)>,
     /// `h264` or `hevc` (ffmpeg's names, as the index and the sampler use them).
     pub codec: &'static str,
+    /// The session's connection, to set its receive low-water mark, when it could be told
+    /// apart from others this process opened meanwhile.
+    pub connection: Option<TcpStream>,
 }
 
 /// Splits `url` (with the password spliced in) into the URL to ask and its credentials.
@@ -48,7 +60,7 @@ pub async fn play(url: Url, creds: Option<Credentials>) -> Result<Playing, Strin
 async fn open(url: Url, creds: Option<Credentials>) -> Result<Playing, String> {
     let options =
         SessionOptions::default().creds(creds).user_agent(format!("heldar-edge/{}", env!("CARGO_PKG_VERSION")));
-    let mut session = retina::client::Session::describe(url, options).await.map_err(|e| e.to_string())?;
+    let (mut session, connection) = describe(url, options).await?;
     let found = session.streams().iter().enumerate().find_map(|(i, s)| {
         let codec = match (s.media(), s.encoding_name()) {
             ("video", "h264") => "h264",
@@ -77,11 +89,34 @@ async fn open(url: Url, creds: Option<Credentials>) -> Result<Playing, String> {
     }
     let playing = session.play(PlayOptions::default()).await.map_err(|e| e.to_string())?;
     let demuxed = playing.demuxed().map_err(|e| e.to_string())?;
-    Ok(Playing { demuxed, video, audio, codec })
+    Ok(Playing { demuxed, video, audio, codec, connection })
+}
+
+/// Connects and asks DESCRIBE, and finds the connection retina opened for it among this
+/// process's sockets (retina does not hand it out). Connections to one host are opened one
+/// at a time so that it can be told apart from its siblings' (a recorder with many channels
+/// behind one address); a host slow to answer makes the next wait at most `OPENING_WAIT`,
+/// and a connection not told apart is only read without batching.
+async fn describe(url: Url, options: SessionOptions) -> Result<(Session<Described>, Option<TcpStream>), String> {
+    // The RTSP default port: the url crate knows no default for rtsp://.
+    let port = url.port().unwrap_or(554);
+    let host = match url.host() {
+        Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    };
+    let turn = {
+        let mut opening = OPENING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        opening.entry(format!("{}:{port}", url.host_str().unwrap_or_default())).or_default().clone()
+    };
+    let _turn = tokio::time::timeout(OPENING_WAIT, turn.lock_owned()).await.ok();
+    let before = socket::socket_inodes();
+    let session = Session::describe(url, options).await.map_err(|e| e.to_string())?;
+    Ok((session, socket::new_connection(&before, host, port)))
 }
 
 /// The first AAC stream of the session, with the `mp4a` entry its SDP gives.
-fn aac_track(session: &retina::client::Session<retina::client::Described>) -> Option<(usize, AudioTrack)> {
+fn aac_track(session: &Session<Described>) -> Option<(usize, AudioTrack)> {
     session.streams().iter().enumerate().find_map(|(i, s)| {
         if s.media() != "audio" || s.encoding_name() != "mpeg4-generic" {
             return None;

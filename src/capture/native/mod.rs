@@ -5,6 +5,7 @@
 //! opened, the video format, progress, errors, closed segments), so
 //! indexing, health and everything downstream stay one code path.
 
+mod batching;
 mod connect;
 pub mod cutter;
 mod files;

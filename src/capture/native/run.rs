@@ -5,6 +5,7 @@
 //! and listed, so it is indexed like any other.
 
 use super::NativeEvent;
+use super::batching::ReadBatching;
 use super::connect::{self, Playing};
 use super::cutter::{self, Cutter, Frame, Step};
 use super::files::{self, SegmentFile};
@@ -22,6 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// No frame for this long: the camera is gone.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// No frame for this long: the camera has gone quiet, what it sent is read at once.
+const QUIET: Duration = Duration::from_secs(1);
 /// Events waiting for the supervisor, at most; progress is dropped beyond.
 const EVENTS: usize = 64;
 
@@ -76,24 +79,37 @@ async fn record(
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), String> {
     let (url, creds) = connect::split_credentials(&plan.url)?;
-    let Playing { mut demuxed, video, audio, codec } = tokio::select! {
+    let Playing { mut demuxed, video, audio, codec, connection } = tokio::select! {
         _ = &mut stop => return Ok(()),
         playing = connect::play(url, creds) => playing?,
     };
+    tracing::debug!(camera = %plan.camera, batched = connection.is_some(), "playing");
     let sample = plan.sample.take().map(|pipe| SampleStream::new(pipe, codec));
     let audio_stream = audio.as_ref().map(|(stream, _)| *stream);
     let mut recording = Recording::new(&plan, events, codec, sample, audio.map(|(_, track)| track));
-    // One timer for the run, not one per frame: every half timeout it checks when the last
-    // video frame came.
-    let mut watchdog = tokio::time::interval(FRAME_TIMEOUT / 2);
+    // One timer for the run, not one per frame: every second it checks when the last video
+    // frame came.
+    let mut watchdog = tokio::time::interval(QUIET);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_video = Instant::now();
+    let mut batching = ReadBatching::new(last_video);
+    let set_mark = |mark: Option<u32>| {
+        let (Some(mark), Some(connection)) = (mark, &connection) else { return };
+        match crate::sys::socket::set_receive_low_water(connection, mark) {
+            Ok(()) => tracing::debug!(camera = %plan.camera, bytes = mark, "read batching"),
+            Err(e) => tracing::debug!(camera = %plan.camera, error = %e, "cannot batch the camera's reads"),
+        }
+    };
     let ended = loop {
         let item = tokio::select! {
             _ = &mut stop => break Ok(()),
             _ = watchdog.tick() => {
-                if last_video.elapsed() > FRAME_TIMEOUT {
+                let quiet = last_video.elapsed();
+                if quiet > FRAME_TIMEOUT {
                     break Err(format!("no frame from the camera for {} s", FRAME_TIMEOUT.as_secs()));
+                }
+                if quiet > QUIET {
+                    set_mark(batching.quiet(Instant::now()));
                 }
                 continue;
             }
@@ -104,6 +120,7 @@ async fn record(
             Some(Err(e)) => break Err(e.to_string()),
             Some(Ok(CodecItem::VideoFrame(frame))) if frame.stream_id() == video => {
                 last_video = Instant::now();
+                set_mark(batching.received(last_video, frame.data().len()));
                 // Cloned only when new: most frames keep the parameters they had.
                 let fresh = frame.has_new_parameters() || recording.params.is_none();
                 let params = match demuxed.streams()[video].parameters() {
@@ -115,6 +132,7 @@ async fn record(
                 }
             }
             Some(Ok(CodecItem::AudioFrame(frame))) if Some(frame.stream_id()) == audio_stream => {
+                set_mark(batching.received(Instant::now(), frame.data().len()));
                 recording.audio_frame(&frame);
             }
             Some(Ok(_)) => {}
