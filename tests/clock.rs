@@ -1,5 +1,6 @@
-//! Clock steps while recording (the service and its ffmpeg under libfaketime,
-//! as on a board whose clock NTP or an operator steps): back 40 s (a multiple
+//! Clock steps while recording a camera through ffmpeg and one through the
+//! native RTSP recorder (the service and its ffmpeg under libfaketime, as on a
+//! board whose clock NTP or an operator steps): back 40 s (a multiple
 //! of the segment length, so names would repeat), back an hour, and forward two
 //! days past a one-day retention, with the sweeper running every 2 s. Each step
 //! gives one `clock_step`; no file is overwritten, no row re-timed, nothing
@@ -9,7 +10,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{Broker, FakeClock, Message, Node, SegmentRow, TempDir, Watcher};
+use support::{Broker, FakeClock, Message, Node, RtspCamera, SegmentRow, TempDir, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -34,15 +35,23 @@ fn check_disk(node: &Node, rows: &[SegmentRow]) -> BTreeMap<String, (i64, i64)> 
 async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
     let dir = TempDir::new("clock-steps");
     let broker = Broker::start(&dir.join("broker"));
-    let camera = "\n[storage]\nsweep_interval_s = 2\n\n\
-                  [[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nsegment_s = 2\n\
-                  sample_fps = 0\nretain_days = 1\n";
-    let mut node = Node::configure(&dir.0, "clk", &broker.url(), camera);
+    let rtsp = RtspCamera::start();
+    let cameras = format!(
+        "\n[storage]\nsweep_interval_s = 2\n\n\
+         [[camera]]\nid = \"cam\"\nsource = \"lavfi:testsrc2=size=160x120:rate=10\"\nsegment_s = 2\n\
+         sample_fps = 0\nretain_days = 1\n\n\
+         [[camera]]\nid = \"nat\"\nsource = \"{}\"\nsegment_s = 2\nsample_fps = 0\nretain_days = 1\n",
+        rtsp.url()
+    );
+    let mut node = Node::configure(&dir.0, "clk", &broker.url(), &cameras);
     let clock = FakeClock::new(&dir.0);
     let mut events = Watcher::connect(broker.port, "clock-events", true, &["heldar/clk/events/#"]).await;
     clock.start(&mut node);
-    support::wait_for(30 * SECOND, "4 segments", || node.segments("cam").len() >= 4);
-    let before = check_disk(&node, &node.segments("cam"));
+    let all = |node: &Node| [node.segments("cam"), node.segments("nat")].concat();
+    support::wait_for(30 * SECOND, "4 segments of each camera", || {
+        node.segments("cam").len() >= 4 && node.segments("nat").len() >= 4
+    });
+    let before = check_disk(&node, &all(&node));
 
     for (offset_s, expected_s) in [(-40i64, -40.0f64), (-3640, -3600.0), (-3640 + 172_800, 172_800.0)] {
         clock.set_offset(offset_s);
@@ -51,12 +60,14 @@ async fn clock_steps_overwrite_nothing_re_time_nothing_and_delete_nothing() {
         assert_eq!(step.len(), 1, "one clock_step: {step:?}");
         let delta = step[0]["delta_s"].as_f64().expect("delta_s");
         assert!((delta - expected_s).abs() < 2.5, "delta {delta} s, stepped {expected_s} s");
-        let count = node.segments("cam").len();
-        support::wait_for(20 * SECOND, "3 segments after the step", || node.segments("cam").len() >= count + 3);
+        let counts = (node.segments("cam").len(), node.segments("nat").len());
+        support::wait_for(20 * SECOND, "3 segments of each camera after the step", || {
+            node.segments("cam").len() >= counts.0 + 3 && node.segments("nat").len() >= counts.1 + 3
+        });
         let more = events.collect(3 * SECOND, |_| false).await;
         assert!(steps(&more).is_empty(), "a step is reported once");
     }
-    let after = check_disk(&node, &node.segments("cam"));
+    let after = check_disk(&node, &all(&node));
     for (path, times) in &before {
         assert_eq!(after.get(path), Some(times), "{path} kept its file and its times through the steps");
     }

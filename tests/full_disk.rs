@@ -1,5 +1,6 @@
 //! A full disk that also holds the index (a small tmpfs mounted by the test as
-//! `data_dir`; the suite runs as root), with all footage locked: the storage
+//! `data_dir`; the suite runs as root), with all footage locked of a camera
+//! on ffmpeg and one on the native RTSP recorder: the storage
 //! guard pauses the least important recorder, then the next, each with one
 //! event and a retained state that says why; with the disk then filled to
 //! the last byte, commands and `unlock` still commit; after `unlock` recording resumes by itself and the floor is
@@ -9,16 +10,16 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{Broker, Message, Node, TempDir, Tmpfs, Watcher};
+use support::{Broker, Message, Node, RtspCamera, TempDir, Tmpfs, Watcher};
 
 const SECOND: Duration = Duration::from_secs(1);
 const DISK: u64 = 48 << 20;
 
-fn camera(id: &str) -> String {
-    format!(
-        "[[camera]]\nid = \"{id}\"\nsource = \"lavfi:testsrc2=size=320x240:rate=15,noise=alls=40:allf=t\"\n\
-         segment_s = 2\nsample_fps = 0\n"
-    )
+/// Noise, so the disk fills fast.
+const NOISE: &str = "lavfi:testsrc2=size=320x240:rate=15,noise=alls=40:allf=t";
+
+fn camera(id: &str, source: &str) -> String {
+    format!("[[camera]]\nid = \"{id}\"\nsource = \"{source}\"\nsegment_s = 2\nsample_fps = 0\n")
 }
 
 fn events<'a>(messages: &'a [Message], kind: &str) -> Vec<&'a Message> {
@@ -56,11 +57,13 @@ async fn a_disk_full_of_locked_footage_pauses_recorders_keeps_the_index_working_
     let broker = Broker::start(&dir.join("broker"));
     // The default layout: the index and the recordings on one small file system.
     let disk = Tmpfs::mount(&dir.join("data"), &format!("{}", DISK));
+    // One camera on ffmpeg, one on the native RTSP recorder.
+    let rtsp = RtspCamera::start();
     let toml = format!(
         "\n[storage]\nmin_free_percent = 10\nsweep_interval_s = 600\n\n\
          [commands]\nauth = \"none\"\nallow = [\"lock\", \"unlock\"]\n\n{}{}",
-        camera("front"),
-        camera("back")
+        camera("front", NOISE),
+        camera("back", &rtsp.url())
     );
     let mut node = Node::configure(&dir.0, "full", &broker.url(), &toml);
     let filters = ["heldar/full/events/#", "heldar/full/cameras/+/state"];

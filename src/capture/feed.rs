@@ -5,7 +5,7 @@
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
 use super::recorder::{self, Process, Recorder};
 use super::source::Source;
-use super::supervisor::HEALTHY_RUN;
+use super::supervisor::{HEALTHY_RUN, RESTART_BACKOFF};
 use super::watch::STALL_TIMEOUT;
 use crate::sampler::camera::SamplerInput;
 use crate::sys::backoff::{Backoff, clock_jitter};
@@ -47,7 +47,7 @@ enum Ended {
 impl SampleFeed {
     /// Runs until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut backoff = Backoff::new(RESTART_BACKOFF.0, RESTART_BACKOFF.1);
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,

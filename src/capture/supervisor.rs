@@ -30,6 +30,10 @@ use tokio::sync::{mpsc, watch};
 
 /// A run that delivered this long resets the restart backoff.
 pub(super) const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// Restarts of a failed recorder wait from 1 s, doubling to 10 s: a camera back from an
+/// outage is recorded again within ~10 s, while one that stays away costs an attempt per
+/// 5–10 s (a TCP connect natively, an ffmpeg start otherwise).
+pub(super) const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(10));
 
 /// Everything a camera's supervisor needs.
 #[derive(Clone)]
@@ -123,7 +127,7 @@ impl CameraSupervisor {
         let mut health = CameraHealth::new(UnixMs::now(), last_end, off);
         let mut measures = Measures { mode: Some(controls.in_force()), ..Measures::default() };
         self.publish_state(&health, &measures);
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut backoff = Backoff::new(RESTART_BACKOFF.0, RESTART_BACKOFF.1);
         loop {
             let held = controls.held(self.id());
             measures.mode = Some(controls.in_force());

@@ -36,6 +36,17 @@ struct Run {
     segments: SegmentIndexer,
 }
 
+impl Run {
+    /// The recorder got to `out_time_us` of the stream: data is flowing when that is further.
+    fn progressed(&mut self, out_time_us: i64) {
+        if out_time_us > self.out_time_us {
+            self.out_time_us = out_time_us;
+            self.last_progress = Instant::now();
+            self.delivered = true;
+        }
+    }
+}
+
 impl CameraSupervisor {
     /// Follows a running recorder until it exits.
     pub(super) async fn watch(
@@ -75,6 +86,11 @@ impl CameraSupervisor {
             tokio::select! {
                 event = next_event(&mut watching.events) => match event {
                     Some(NativeEvent::Said(line)) => self.on_said(line, &mut watching, camera).await,
+                    Some(NativeEvent::Progress { out_time_us, fps }) => {
+                        watching.run.progressed(out_time_us);
+                        watching.run.fps = fps;
+                        self.on_delivery(&mut watching, camera).await;
+                    }
                     Some(NativeEvent::Closed(listed)) => self.on_listed(listed, &mut watching, camera).await,
                     None => watching.events = None,
                 },
@@ -173,6 +189,11 @@ impl CameraSupervisor {
         if let Some(message) = self.on_stderr(said, &mut watching.run, camera.health, &mut watching.logged) {
             watching.why = message;
         }
+        self.on_delivery(watching, camera).await;
+    }
+
+    /// The first data of a recording run: the camera is recording.
+    async fn on_delivery(&self, watching: &mut Watching, camera: &mut Camera<'_>) {
         if watching.run.delivered
             && watching.runs == RunKind::Recording
             && camera.health.state() != CameraState::Recording
@@ -213,12 +234,8 @@ impl CameraSupervisor {
             StderrLine::Progress(key, value) => {
                 match key.as_str() {
                     "out_time_us" => {
-                        if let Ok(us) = value.parse::<i64>()
-                            && us > run.out_time_us
-                        {
-                            run.out_time_us = us;
-                            run.last_progress = Instant::now();
-                            run.delivered = true;
+                        if let Ok(us) = value.parse::<i64>() {
+                            run.progressed(us);
                         }
                     }
                     "fps" => run.fps = value.parse().unwrap_or(run.fps),
@@ -241,14 +258,14 @@ impl CameraSupervisor {
             StderrLine::Error(message) => {
                 let message = scrub(&message, &self.secrets);
                 if should_log(logged) {
-                    tracing::warn!(camera = %self.id(), message = %message, "ffmpeg error");
+                    tracing::warn!(camera = %self.id(), message = %message, "recorder error");
                 }
                 health.on_error(&message);
                 Some(message)
             }
             StderrLine::Warning(message) => {
                 if should_log(logged) {
-                    tracing::debug!(camera = %self.id(), message = %scrub(&message, &self.secrets), "ffmpeg warning");
+                    tracing::debug!(camera = %self.id(), message = %scrub(&message, &self.secrets), "recorder warning");
                 }
                 None
             }

@@ -22,8 +22,15 @@ use super::ffmpeg::{ListedSegment, StderrLine};
 /// What a native recorder run tells its supervisor.
 #[derive(Debug)]
 pub enum NativeEvent {
-    /// What the ffmpeg recorder would say on its log (`Opening`, `Video`, `Progress`, `Error`).
+    /// What the ffmpeg recorder would say on its log (`Opening`, `Video`, `Error`).
     Said(StderrLine),
+    /// How far into the stream the run is, and its recent frame rate (about once a second).
+    Progress {
+        /// Stream time of the last frame, µs from the run's first.
+        out_time_us: i64,
+        /// Frames per second since the last report.
+        fps: f64,
+    },
     /// A segment closed, as a line of ffmpeg's segment list.
     Closed(ListedSegment),
 }

@@ -249,10 +249,7 @@ impl<'a> Recording<'a> {
             return;
         }
         let fps = f64::from(self.frames.0) * f64::from(fmp4::TIMESCALE) / span.max(1) as f64;
-        let progress = [("fps", format!("{fps:.1}")), ("out_time_us", (ticks * 1000 / 90).to_string())];
-        for (key, value) in progress {
-            let _ = self.events.try_send(NativeEvent::Said(StderrLine::Progress(key.to_string(), value)));
-        }
+        let _ = self.events.try_send(NativeEvent::Progress { out_time_us: ticks * 1000 / 90, fps });
         self.frames = (0, ticks);
     }
 
