@@ -146,6 +146,7 @@ async fn recorded_footage_plays_over_hls_for_a_logged_in_viewer_and_nobody_else(
     check_share_links(&node, &base);
     check_gap(&node, &base, &ops, &dir.0);
     check_refusals(&node, &base, &ops);
+    check_unreadable_clip(&node, &base, &ops);
     let status = node.terminate(20 * SECOND);
     assert!(status.success());
 }
@@ -225,6 +226,20 @@ fn check_clip_snapshot_and_lock(node: &Node, base: &str, ops: &str, dir: &Path) 
     let locked = curl(&format!("{base}/api/v1/cameras/front/locks"), &["-b", ops, "-d", &form]);
     assert_eq!(locked.status, 201, "{}", String::from_utf8_lossy(&locked.body));
     assert_eq!(node.count("SELECT count(*) FROM evidence_locks WHERE camera = 'front' AND reason = 'tampering'"), 1);
+}
+
+/// A clip of footage that cannot be read is an error that says why, not an empty 200.
+fn check_unreadable_clip(node: &Node, base: &str, ops: &str) {
+    let row = node.segments("door").into_iter().next().expect("a segment of door");
+    let file = node.segment_file(&row);
+    let size = std::fs::metadata(&file).expect("segment").len() as usize;
+    std::fs::write(&file, vec![0u8; size]).expect("overwrite the segment");
+    let url = format!("{base}/cameras/door/clip.mp4?from={}&to={}", row.start_ms, row.end_ms);
+    let clip = curl(&url, &["-b", ops]);
+    let said = String::from_utf8_lossy(&clip.body);
+    assert_eq!(clip.status, 500, "{said}");
+    assert!(said.starts_with("the clip could not be made: "), "{said}");
+    assert!(!said.contains(&node.segment_file(&row).parent().expect("dir").display().to_string()), "{said}");
 }
 
 /// A recorded playlist across a recording gap plays through ffmpeg, and the timeline shows

@@ -106,8 +106,7 @@ impl SegmentIndexer {
                     // Refused (a row of another run has this path): its stamp stays too.
                     return Err(rusqlite::Error::QueryReturnedNoRows);
                 }
-                index::stamp_clock(conn, &segment.path, &stamp)?;
-                index::stamp_recorder(conn, &segment.path, recorder)
+                index::stamp_close(conn, &segment.path, &stamp, recorder)
             }
         });
         let (camera, path, duration_ms) = (&self.camera, &segment.path, end.0 - start.0);

@@ -166,17 +166,13 @@ impl ClockStamp {
     }
 }
 
-/// Stamps the row of `path` with the clocks at its close.
-pub fn stamp_clock(conn: &Connection, path: &str, stamp: &ClockStamp) -> rusqlite::Result<usize> {
+/// Stamps the row of `path` with the clocks at its close and the recorder (`native`,
+/// `ffmpeg`) that wrote it.
+pub fn stamp_close(conn: &Connection, path: &str, stamp: &ClockStamp, recorder: &str) -> rusqlite::Result<usize> {
     conn.execute(
-        "UPDATE segments SET boot_id = ?2, boot_ms = ?3, unsynced = ?4 WHERE path = ?1",
-        params![path, stamp.boot_id, stamp.boot_ms, stamp.unsynced],
+        "UPDATE segments SET boot_id = ?2, boot_ms = ?3, unsynced = ?4, recorder = ?5 WHERE path = ?1",
+        params![path, stamp.boot_id, stamp.boot_ms, stamp.unsynced, recorder],
     )
-}
-
-/// Notes which recorder (`native`, `ffmpeg`) wrote the row of `path`.
-pub fn stamp_recorder(conn: &Connection, path: &str, recorder: &str) -> rusqlite::Result<usize> {
-    conn.execute("UPDATE segments SET recorder = ?2 WHERE path = ?1", params![path, recorder])
 }
 
 /// Of the rows `ids`, those closed in boot `boot_id`, with their boot-clock close time (ms).

@@ -14,10 +14,12 @@ use hyper::{Response, StatusCode};
 use std::fmt::Write;
 use std::path::Path;
 use std::process::Stdio;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Longest clip.
 pub const MAX_CLIP_MS: i64 = 3_600_000;
+/// How long ffmpeg may take to give a clip's first bytes.
+const FIRST_BYTES: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The ffconcat list of `rows` cut to `[from, to)`; paths under `recordings_dir`.
 pub fn concat_list(rows: &[SegmentRow], recordings_dir: &Path, (from, to): (UnixMs, UnixMs)) -> String {
@@ -49,7 +51,8 @@ pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Repl
         Err(e) => return internal(&e),
     };
     let held = app.reads.hold(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
-    let list = concat_list(&rows, &app.config.borrow().recordings_dir, (from, to));
+    let recordings_dir = app.config.borrow().recordings_dir.clone();
+    let list = concat_list(&rows, &recordings_dir, (from, to));
     let spawned = tokio::process::Command::new(&app.ffmpeg)
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file,pipe"])
         .args(["-f", "concat", "-safe", "0", "-i", "pipe:0"])
@@ -57,14 +60,16 @@ pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Repl
         .args(["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return internal(&anyhow::Error::from(e).context("starting ffmpeg for a clip")),
     };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         return internal(&anyhow::anyhow!("ffmpeg has no pipes"));
     };
     // The list is a few KiB, well within a pipe's buffer: written at once, then closed.
@@ -72,6 +77,25 @@ pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Repl
         return internal(&anyhow::Error::from(e).context("writing the clip's list to ffmpeg"));
     }
     drop(stdin);
+    let mut stdout = tokio::io::BufReader::new(stdout);
+    // The status goes out with the first bytes: a clip ffmpeg cannot make is an error with
+    // its reason, not an empty 200.
+    let failed = match tokio::time::timeout(FIRST_BYTES, stdout.fill_buf()).await {
+        Ok(Ok(first)) if !first.is_empty() => None,
+        Ok(Ok(_)) => Some(first_line(&mut stderr).await),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("ffmpeg gave nothing within {} s", FIRST_BYTES.as_secs())),
+    };
+    if let Some(why) = failed {
+        tracing::warn!(camera = %camera, error = %why, "a clip could not be made");
+        // The viewer is told why, without where the recordings are kept.
+        let why = why.replace(&format!("{}/", recordings_dir.display()), "");
+        return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("the clip could not be made: {why}"));
+    }
+    // What ffmpeg says from now on is drained, so it never blocks on a full pipe.
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+    });
     let body = ReadBody::to_end(stdout, Box::new((held, slot, child)));
     let mut reply = Response::new(body.boxed());
     *reply.status_mut() = StatusCode::OK;
@@ -79,6 +103,14 @@ pub async fn clip(app: &App, camera: &str, (from, to): (UnixMs, UnixMs)) -> Repl
     let name = format!("{camera}-{}.mp4", from.to_rfc3339().replace(':', ""));
     set(&mut reply, header::CONTENT_DISPOSITION, &format!("attachment; filename=\"{name}\""));
     reply
+}
+
+/// The first line ffmpeg said on `stderr` (it has exited), at most 1 KiB of it.
+async fn first_line(stderr: &mut tokio::process::ChildStderr) -> String {
+    let mut said = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stderr.take(1024).read_to_end(&mut said)).await;
+    let said = String::from_utf8_lossy(&said);
+    said.lines().next().unwrap_or("ffmpeg exited without a word").trim().to_string()
 }
 
 #[cfg(test)]
