@@ -8,6 +8,7 @@ use super::job::{BackupContext, JobProgress};
 use super::select::{self, Selection, ToCopy};
 use crate::config::schema::{DestinationConfig, DestinationKind, PolicyConfig, VerifyMode};
 use crate::config::secret::read_secret;
+use crate::sys::lines::BoundedLines;
 use crate::sys::process::find_program;
 use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
@@ -16,7 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 /// The remote name heldar-edge defines for sftp and s3 destinations.
@@ -223,7 +224,7 @@ impl RcloneJob<'_> {
     async fn run(&self, dest: &str, progress: &mut JobProgress, report: &(dyn Fn(&JobProgress) + Sync)) -> Result<()> {
         let mut child = self.command(false).spawn().context("starting rclone")?;
         let stderr = child.stderr.take().context("rclone stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
+        let mut lines = BoundedLines::new(BufReader::new(stderr));
         let mut last_error = String::new();
         while let Some(line) = lines.next_line().await? {
             let line = scrub(&line, &self.spec.secrets);

@@ -9,10 +9,11 @@ use super::supervisor::{HEALTHY_RUN, RESTART_BACKOFF};
 use super::watch::STALL_TIMEOUT;
 use crate::sampler::camera::SamplerInput;
 use crate::sys::backoff::{Backoff, clock_jitter};
+use crate::sys::lines::BoundedLines;
 use crate::sys::scrub::scrub;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -85,7 +86,7 @@ impl SampleFeed {
         if let Some(stream) = stream {
             let _ = self.sampler.try_send(SamplerInput::Stream(stream));
         }
-        let mut log = BufReader::new(stderr).lines();
+        let mut log = BoundedLines::new(BufReader::new(stderr));
         let (mut last_progress, mut last_error) = (Instant::now(), None);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {

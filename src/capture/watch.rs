@@ -9,11 +9,12 @@ use super::recorder::{self, Feeder, Process, Recorder};
 use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
 use super::supervisor::{Camera, CameraSupervisor, Outcome, RunKind};
 use crate::sampler::camera::SamplerInput;
+use crate::sys::lines::BoundedLines;
 use crate::sys::scrub::scrub;
 use crate::wallclock::UnixMs;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::BufReader;
 use tokio::process::{ChildStderr, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -59,8 +60,8 @@ impl CameraSupervisor {
         let Recorder { mut process, stdout, stderr, events, feeder } = recorder;
         let kind = process.kind();
         let mut watching = Watching {
-            list: stdout.map(|out| BufReader::new(out).lines()),
-            log: stderr.map(|err| BufReader::new(err).lines()),
+            list: stdout.map(|out| BoundedLines::new(BufReader::new(out))),
+            log: stderr.map(|err| BoundedLines::new(BufReader::new(err))),
             events,
             feeder,
             run: Run {
@@ -276,8 +277,8 @@ impl CameraSupervisor {
 
 /// The state of watching one run.
 struct Watching {
-    list: Option<Lines<BufReader<ChildStdout>>>,
-    log: Option<Lines<BufReader<ChildStderr>>>,
+    list: Option<BoundedLines<BufReader<ChildStdout>>>,
+    log: Option<BoundedLines<BufReader<ChildStderr>>>,
     events: Option<mpsc::Receiver<NativeEvent>>,
     feeder: Option<Feeder>,
     run: Run,
@@ -298,7 +299,7 @@ impl Watching {
     }
 }
 
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Option<Lines<R>>) -> Option<String> {
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Option<BoundedLines<R>>) -> Option<String> {
     match lines {
         Some(lines) => lines.next_line().await.ok().flatten(),
         None => std::future::pending().await,

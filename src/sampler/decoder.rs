@@ -3,11 +3,12 @@
 //! needs: key frames alone while frames are wanted no more often than the
 //! camera sends key frames.
 
+use crate::sys::lines::BoundedLines;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::BufReader;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
@@ -122,7 +123,7 @@ pub struct Decoder {
     /// JPEG frames.
     pub stdout: ChildStdout,
     /// Its log, for the frames' stream times.
-    pub log: Lines<BufReader<ChildStderr>>,
+    pub log: BoundedLines<BufReader<ChildStderr>>,
     /// How it was started.
     pub plan: DecoderPlan,
     /// Stream times of frames not yet out on stdout.
@@ -147,7 +148,7 @@ impl Decoder {
         let stdout = child.stdout.take().ok_or_else(missing)?;
         let stderr = child.stderr.take().ok_or_else(missing)?;
         let stdin = pipe::Sender::from_owned_fd(child.stdin.take().ok_or_else(missing)?.into_owned_fd()?)?;
-        let log = BufReader::new(stderr).lines();
+        let log = BoundedLines::new(BufReader::new(stderr));
         Ok(Self { child, stdin, stdout, log, plan, times: VecDeque::new(), anchor: None, last_time: None })
     }
 

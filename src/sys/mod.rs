@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod disk;
+pub mod lines;
 pub mod lock;
 pub mod process;
 pub mod rate;
