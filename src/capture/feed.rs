@@ -3,7 +3,7 @@
 //! camera records or not. The recorder then writes no stream for the sampler.
 
 use super::ffmpeg::{self, RecorderPlan, StderrLine};
-use super::recorder::{self, Process, Recorder};
+use super::recorder::{self, FfmpegRun};
 use super::source::Source;
 use super::supervisor::{HEALTHY_RUN, RESTART_BACKOFF};
 use super::watch::STALL_TIMEOUT;
@@ -76,13 +76,11 @@ impl SampleFeed {
     async fn run_once(&mut self, stop: &mut watch::Receiver<bool>) -> Ended {
         let args = feed_args(&self.source, &self.encoder, &self.camera);
         tracing::debug!(camera = %self.camera, args = %scrub(&args.join(" "), &self.secrets), "starting sample source");
-        let (recorder, stream) = match recorder::spawn(&self.ffmpeg, &args, true, None) {
-            Ok(started) => started,
-            Err(why) => return Ended::Failed(why),
-        };
-        let Recorder { process: Process::Ffmpeg(mut child), stderr: Some(stderr), feeder, .. } = recorder else {
-            return Ended::Failed("ffmpeg pipes missing".into());
-        };
+        let (FfmpegRun { mut child, stderr, feeder, .. }, stream) =
+            match recorder::spawn(&self.ffmpeg, &args, true, None) {
+                Ok(started) => started,
+                Err(why) => return Ended::Failed(why),
+            };
         if let Some(stream) = stream {
             let _ = self.sampler.try_send(SamplerInput::Stream(stream));
         }
@@ -109,7 +107,7 @@ impl SampleFeed {
                 },
             }
         };
-        recorder::finish(feeder).await;
+        recorder::finish(Some(feeder)).await;
         if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
             let _ = child.start_kill();
             let _ = child.wait().await;

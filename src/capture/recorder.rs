@@ -12,18 +12,44 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// A running recorder: ffmpeg and its pipes, or a native run and its events.
-pub struct Recorder {
-    /// What runs.
-    pub process: Process,
-    /// ffmpeg's segment list (`file,start,end` per closed segment).
-    pub stdout: Option<ChildStdout>,
-    /// ffmpeg's progress and log lines.
-    pub stderr: Option<ChildStderr>,
-    /// What a native run says.
-    pub events: Option<mpsc::Receiver<NativeEvent>>,
-    /// What feeds ffmpeg's stdin, or stops the native run.
-    pub feeder: Option<Feeder>,
+/// A running recorder.
+pub enum Recorder {
+    /// A recording ffmpeg and its pipes (boxed: a native run is far smaller).
+    Ffmpeg(Box<FfmpegRun>),
+    /// A native run and what it says.
+    Native(NativeRun),
+}
+
+/// A running ffmpeg.
+pub struct FfmpegRun {
+    /// The process.
+    pub child: Child,
+    /// Its segment list (`file,start,end` per closed segment).
+    pub stdout: ChildStdout,
+    /// Its progress and log lines.
+    pub stderr: ChildStderr,
+    /// What feeds its stdin.
+    pub feeder: Feeder,
+}
+
+/// A running native recorder.
+pub struct NativeRun {
+    /// The task; it ends with why.
+    pub task: JoinHandle<String>,
+    /// What it says.
+    pub events: mpsc::Receiver<NativeEvent>,
+    /// Stops it.
+    pub stop: oneshot::Sender<()>,
+}
+
+impl Recorder {
+    /// Which recorder this is, as segment rows name it (`native`, `ffmpeg`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ffmpeg(_) => "ffmpeg",
+            Self::Native(_) => "native",
+        }
+    }
 }
 
 /// What runs a recorder.
@@ -35,14 +61,6 @@ pub enum Process {
 }
 
 impl Process {
-    /// Which recorder this is, as segment rows name it (`native`, `ffmpeg`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Ffmpeg(_) => "ffmpeg",
-            Self::Native(_) => "native",
-        }
-    }
-
     /// Ends it now (after the stop grace).
     pub fn kill(&mut self) {
         match self {
@@ -82,7 +100,7 @@ pub fn spawn(
     args: &[String],
     sampled: bool,
     capture: Option<V4l2Capture>,
-) -> Result<(Recorder, Option<pipe::Receiver>), String> {
+) -> Result<(FfmpegRun, Option<pipe::Receiver>), String> {
     // The sampler's copy of the stream leaves ffmpeg on fd 3.
     let stream_pipe =
         sampled.then(std::io::pipe).transpose().map_err(|e| format!("cannot make the sampler pipe: {e}"))?;
@@ -121,14 +139,7 @@ pub fn spawn(
         }
         None => Feeder::Quit(stdin),
     };
-    let recorder = Recorder {
-        process: Process::Ffmpeg(child),
-        stdout: Some(stdout),
-        stderr: Some(stderr),
-        events: None,
-        feeder: Some(feeder),
-    };
-    Ok((recorder, stream))
+    Ok((FfmpegRun { child, stdout, stderr, feeder }, stream))
 }
 
 /// Asks ffmpeg to finish: it closes the current segment and lists it, as at the end of its

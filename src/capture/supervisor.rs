@@ -9,7 +9,7 @@ use super::ffmpeg::{self, RecorderPlan};
 use super::health::CameraHealth;
 use super::modes::InForce;
 use super::native;
-use super::recorder;
+use super::recorder::{self, Recorder};
 use super::segments::ensure_day_dirs;
 use super::source::Source;
 use super::state::Measures;
@@ -242,7 +242,7 @@ impl CameraSupervisor {
         };
         let args = ffmpeg::recorder_args(&plan);
         tracing::debug!(camera = %self.id(), args = %scrub(&args.join(" "), &self.secrets), "starting recorder");
-        let (recorder, stream) = match recorder::spawn(&self.ffmpeg, &args, self.sampler.is_some(), capture) {
+        let (run, stream) = match recorder::spawn(&self.ffmpeg, &args, self.sampler.is_some(), capture) {
             Ok(started) => started,
             Err(why) => return self.not_started(camera.health, why),
         };
@@ -250,7 +250,7 @@ impl CameraSupervisor {
             let _ = sampler.try_send(SamplerInput::Stream(stream));
         }
         camera.measures.format = v4l2.filter(|_| matches!(self.source, Source::V4l2(_)));
-        self.watch(recorder, camera, controls, runs).await
+        self.watch(Recorder::Ffmpeg(Box::new(run)), camera, controls, runs).await
     }
 
     /// One run of the native recorder.

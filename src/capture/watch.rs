@@ -5,7 +5,7 @@ use super::controls::{Controls, Signal};
 use super::ffmpeg::{self, ListedSegment, StderrLine};
 use super::health::{CameraHealth, CameraState};
 use super::native::NativeEvent;
-use super::recorder::{self, Feeder, Process, Recorder};
+use super::recorder::{self, Feeder, FfmpegRun, Process, Recorder};
 use super::segments::{SegmentIndexer, VideoFormat, ensure_day_dirs};
 use super::supervisor::{Camera, CameraSupervisor, Outcome, RunKind};
 use crate::sampler::camera::SamplerInput;
@@ -57,13 +57,21 @@ impl CameraSupervisor {
         controls: &mut Controls,
         runs: RunKind,
     ) -> Outcome {
-        let Recorder { mut process, stdout, stderr, events, feeder } = recorder;
-        let kind = process.kind();
+        let kind = recorder.kind();
+        let (mut process, list, log, events, feeder) = match recorder {
+            Recorder::Ffmpeg(run) => {
+                let FfmpegRun { child, stdout, stderr, feeder } = *run;
+                let (list, log) =
+                    (BoundedLines::new(BufReader::new(stdout)), BoundedLines::new(BufReader::new(stderr)));
+                (Process::Ffmpeg(child), Some(list), Some(log), None, feeder)
+            }
+            Recorder::Native(run) => (Process::Native(run.task), None, None, Some(run.events), Feeder::Stop(run.stop)),
+        };
         let mut watching = Watching {
-            list: stdout.map(|out| BoundedLines::new(BufReader::new(out))),
-            log: stderr.map(|err| BoundedLines::new(BufReader::new(err))),
+            list,
+            log,
             events,
-            feeder,
+            feeder: Some(feeder),
             run: Run {
                 started: Instant::now(),
                 last_progress: Instant::now(),

@@ -12,7 +12,7 @@ use super::files::{self, SegmentFile};
 use super::fmp4;
 use super::sample::SampleStream;
 use crate::capture::ffmpeg::{ListedSegment, StderrLine};
-use crate::capture::recorder::{Feeder, Process, Recorder};
+use crate::capture::recorder::{NativeRun, Recorder};
 use crate::wallclock::UnixMs;
 use futures::StreamExt;
 use retina::codec::{AudioFrame, CodecItem, VideoFrame, VideoParameters};
@@ -64,13 +64,7 @@ pub fn spawn(plan: NativePlan) -> Recorder {
         drop(events);
         why
     });
-    Recorder {
-        process: Process::Native(task),
-        stdout: None,
-        stderr: None,
-        events: Some(receiver),
-        feeder: Some(Feeder::Stop(stop)),
-    }
+    Recorder::Native(NativeRun { task, events: receiver, stop })
 }
 
 async fn record(
