@@ -4,8 +4,11 @@
 //! and bare `ffmpeg -c copy -f segment` of the same streams (the floor), in
 //! alternating rounds of the same run. CPU and PSS are of the whole process
 //! tree (the service and its children).
-//! `cargo bench --bench recording [-- SECONDS [N ...] [bare|native|ffmpeg ...]]` (default
-//! 60 s, N = 4 8, all three recorders; ratios are against bare ffmpeg when it runs).
+//! `cargo bench --bench recording [-- SECONDS [N ...] [bare|native|ffmpeg|moonfire ...]]` (default
+//! 60 s, N = 4 8, the first three recorders, and `moonfire` when `HELDAR_BENCH_MOONFIRE` is set;
+//! ratios are against bare ffmpeg when it runs). `moonfire` is Moonfire NVR, run in the
+//! foreground by the launcher that variable names (`LAUNCHER WORKDIR URL N`;
+//! `scripts/moonfire/` and docs/development.md tell how to build it).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -21,6 +24,7 @@ enum Recorder {
     Bare,
     Native,
     Ffmpeg,
+    Moonfire,
 }
 
 impl Recorder {
@@ -30,6 +34,7 @@ impl Recorder {
             "bare" => Some(Self::Bare),
             "native" => Some(Self::Native),
             "ffmpeg" => Some(Self::Ffmpeg),
+            "moonfire" => Some(Self::Moonfire),
             _ => None,
         }
     }
@@ -39,6 +44,7 @@ impl Recorder {
             Self::Bare => "bare ffmpeg",
             Self::Native => "heldar native",
             Self::Ffmpeg => "heldar capture=ffmpeg",
+            Self::Moonfire => "Moonfire NVR",
         }
     }
 }
@@ -54,6 +60,9 @@ fn main() {
     let mut kinds: Vec<Recorder> = words.iter().filter_map(|w| Recorder::named(w)).collect();
     if kinds.is_empty() {
         kinds = vec![Recorder::Bare, Recorder::Native, Recorder::Ffmpeg];
+        if std::env::var_os("HELDAR_BENCH_MOONFIRE").is_some() {
+            kinds.push(Recorder::Moonfire);
+        }
     }
     let dir = support::TempDir::new("bench-recording");
     let broker = support::Broker::start(&dir.join("broker"));
@@ -79,6 +88,7 @@ fn main() {
                 camera.restart();
                 let usage = match kinds[i] {
                     Recorder::Bare => bare_ffmpeg(&dir, &url, n, seconds),
+                    Recorder::Moonfire => moonfire(&dir, &url, n, seconds),
                     kind => service(&dir, &broker, &url, n, seconds, kind),
                 };
                 sums[i].add(&usage, 1.0 / ROUNDS as f64);
@@ -149,20 +159,43 @@ fn bare_ffmpeg(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usa
         .collect();
     let pids: Vec<u32> = children.iter().map(Child::id).collect();
     std::thread::sleep(Duration::from_secs(5));
-    let before: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(seconds));
-    let after: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let usage = Usage {
-        cpu: percent(after - before, started.elapsed()),
-        pss: pids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
-        service_rss: 0.0,
-    };
+    let usage = processes(&pids, seconds);
     for child in &mut children {
         let _ = child.kill();
         let _ = child.wait();
     }
     usage
+}
+
+/// Moonfire NVR recording `n` cameras of `url` into a fresh directory, through its launcher.
+fn moonfire(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usage {
+    let launcher = std::env::var("HELDAR_BENCH_MOONFIRE").expect("HELDAR_BENCH_MOONFIRE names Moonfire's launcher");
+    let work = dir.join(&format!("moonfire-{n}"));
+    let mut child = Command::new(launcher).arg(&work).arg(url).arg(n.to_string()).spawn().expect("launcher");
+    // One sample file per camera once each records (beside the directory's `meta`).
+    let samples = work.join("samples");
+    support::wait_for(Duration::from_secs(30), "Moonfire's first recordings", || {
+        std::fs::read_dir(&samples)
+            .map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "meta")).count())
+            >= n
+    });
+    let usage = processes(&[child.id()], seconds);
+    let _ = child.kill();
+    let _ = child.wait();
+    usage
+}
+
+/// CPU over `seconds` and PSS at the end of the processes `pids`, without children.
+fn processes(pids: &[u32], seconds: u64) -> Usage {
+    let before: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let after: f64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    Usage {
+        cpu: percent(after - before, started.elapsed()),
+        pss: pids.iter().map(|p| support::memory_kib(*p, "Pss:")).sum::<f64>() / 1024.0,
+        service_rss: 0.0,
+    }
 }
 
 fn service(
