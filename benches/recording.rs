@@ -179,7 +179,9 @@ fn moonfire(dir: &support::TempDir, url: &str, n: usize, seconds: u64) -> Usage 
             .map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name() != "meta")).count())
             >= n
     });
-    let usage = processes(&[child.id()], seconds);
+    // Moonfire is a service of its own: its RSS at the end goes beside the native recorder's.
+    let measured = processes(&[child.id()], seconds);
+    let usage = Usage { service_rss: support::memory_kib(child.id(), "VmRSS:") / 1024.0, ..measured };
     let _ = child.kill();
     let _ = child.wait();
     usage
